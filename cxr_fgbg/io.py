@@ -1,0 +1,113 @@
+"""Atomic file output and the `skipped.csv` record shared by every batch stage.
+
+Every output goes to a temporary file in the destination folder and is renamed into place, so an
+interrupted run never leaves a half-written file that a resumed run would mistake for a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SKIPPED_COLUMNS = ("path", "reason")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it onto `path`, on error delete it.
+
+    The temporary name keeps the final suffix (or `suffix`) so libraries that infer the format
+    from the extension (PIL, nibabel, numpy) write the right one.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=suffix if suffix is not None else "".join(target.suffixes),
+        dir=target.parent,
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def write_csv_atomic(path: str | os.PathLike[str], frame: Any) -> None:
+    """Write a pandas DataFrame as CSV atomically (no index column)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def save_npz_atomic(path: str | os.PathLike[str], **arrays: Any) -> None:
+    """`np.savez_compressed` through a temporary file."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+class SkippedLog:
+    """Collects the items a batch job leaves out, with the reason, and writes `skipped.csv`.
+
+    Nothing is ever dropped silently: every stage that skips an item adds it here. Rows already in an
+    existing file are kept (a resumed run appends to what the interrupted run recorded), and a row is
+    recorded once however often it is added.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], resume: bool = True) -> None:
+        self.path = Path(path)
+        self._rows: dict[tuple[str, str], dict[str, str]] = {}
+        if resume and self.path.exists():
+            with self.path.open(newline="", encoding="utf-8") as handle:
+                for row in csv.DictReader(handle):
+                    self._rows[(row["path"], row["reason"])] = dict(row)
+
+    def add(self, path: str | os.PathLike[str], reason: str, **extra: Any) -> None:
+        row = {"path": str(path), "reason": str(reason), **{k: str(v) for k, v in extra.items()}}
+        self._rows[(row["path"], row["reason"])] = row
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        return iter(self._rows.values())
+
+    def reasons(self) -> dict[str, int]:
+        """Count of skipped items per reason, for a one-line summary in the log."""
+        counts: dict[str, int] = {}
+        for row in self._rows.values():
+            counts[row["reason"]] = counts.get(row["reason"], 0) + 1
+        return counts
+
+    def write(self) -> Path:
+        """Write the file (also when empty, so a reader can tell that nothing was skipped)."""
+        columns = list(SKIPPED_COLUMNS)
+        for row in self._rows.values():
+            columns.extend(key for key in row if key not in columns)
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(self._rows.values())
+        return self.path
