@@ -1,0 +1,62 @@
+"""Atomic writes and the skipped-items record."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxr_fgbg.io import SkippedLog, atomic_path, save_npz_atomic, write_csv_atomic, write_text_atomic
+
+
+def test_atomic_path_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_replaces_existing_file(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_npz_and_csv_round_trip(tmp_path):
+    save_npz_atomic(tmp_path / "a.npz", heatmap=np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert np.load(tmp_path / "a.npz")["heatmap"].sum() == 15
+    write_csv_atomic(tmp_path / "t.csv", pd.DataFrame({"x": [1, 2]}))
+    assert pd.read_csv(tmp_path / "t.csv")["x"].tolist() == [1, 2]
+
+
+def test_skipped_log_writes_resumes_and_deduplicates(tmp_path):
+    path = tmp_path / "skipped.csv"
+    log = SkippedLog(path)
+    log.add("files/p10/a.dcm", "truncated DICOM")
+    log.add("files/p10/a.dcm", "truncated DICOM")
+    log.add("files/p10/b.dcm", "lateral view", stage="index")
+    log.write()
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["path"], r["reason"]) for r in rows] == [
+        ("files/p10/a.dcm", "truncated DICOM"),
+        ("files/p10/b.dcm", "lateral view"),
+    ]
+    assert rows[1]["stage"] == "index"
+    resumed = SkippedLog(path)
+    resumed.add("files/p10/c.dcm", "no report")
+    assert len(resumed) == 3
+    assert resumed.reasons() == {"truncated DICOM": 1, "lateral view": 1, "no report": 1}
+    fresh = SkippedLog(path, resume=False)
+    assert len(fresh) == 0
+
+
+def test_empty_skipped_log_still_writes_a_header(tmp_path):
+    path = SkippedLog(tmp_path / "skipped.csv").write()
+    assert path.read_text().strip() == "path,reason"
