@@ -86,8 +86,9 @@ def run_demo(out_dir: str | Path, config: PipelineConfig, quick: bool = False,
             studies=config.phantom.studies,
             seed=config.phantom.seed if config.phantom.seed is not None else config.seed,
             size=config.phantom.size,
+            settings=config.phantom,
         )
-        return {"phantom": str(out / "phantom")}, str(summary)
+        return {"phantom": str(out / "phantom")}, summary.format()
 
     record = runner.run("phantom", phantom_stage)
     echo(record.summary)

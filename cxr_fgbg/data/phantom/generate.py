@@ -33,7 +33,7 @@ from cxr_fgbg.seeding import derive_seed
 MS_CXR_NAME = "MS_CXR_Local_Alignment_v1.1.0.csv"
 MS_CXR_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h",
                   "image_width", "image_height", "split")
-GROUND_TRUTH_COLUMNS = ("dicom_id", "category_name", "side", "size", "mask_path", "split")
+GROUND_TRUTH_COLUMNS = ("dicom_id", "category_name", "side", "size", "mask_path", "split", "in_ms_cxr")
 METADATA_COLUMNS = (
     "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows", "Columns",
     "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
@@ -52,6 +52,7 @@ class StudyPlan:
     split: str
     study_date: str
     study_time: str
+    in_ms_cxr: bool = True  # whether the study's positive frontal images get MS-CXR box rows
 
 
 @dataclass
@@ -132,6 +133,11 @@ def plan_studies(settings: PhantomSettings, seed: int) -> list[StudyPlan]:
     split_of = {}
     for rank, subject in enumerate(order):
         split_of[int(subject)] = "test" if rank < n_test else ("validate" if rank < n_test + n_val else "train")
+    # Like the real MS-CXR, the box table covers only some patients: all validate/test patients and a
+    # share of the training patients (its own 'train' split). The indexer holds all of them out of
+    # fine-tuning, so the rest of the training patients are what the diffusion model learns from.
+    in_ms_cxr = {subject: split_of[subject] != "train" or bool(rng.random() < settings.ms_cxr_train_fraction)
+                 for subject in range(n_subjects)}
     plans = []
     index = 0
     for subject, count in enumerate(counts):
@@ -143,7 +149,7 @@ def plan_studies(settings: PhantomSettings, seed: int) -> list[StudyPlan]:
             date = f"{year + day // 336:04d}{month:02d}{dom:02d}"
             time = f"{int(rng.integers(0, 24)):02d}{int(rng.integers(0, 60)):02d}{int(rng.integers(0, 60)):02d}.000"
             plans.append(StudyPlan(index, subject, int(subject_ids[subject]), int(study_ids[index]),
-                                   split_of[subject], date, time))
+                                   split_of[subject], date, time, in_ms_cxr[subject]))
             index += 1
     return plans
 
@@ -243,7 +249,10 @@ def render_study(plan: StudyPlan, settings: PhantomSettings, seed: int, out_dir:
             result.ground_truth_rows.append({
                 "dicom_id": dicom_id, "category_name": finding.spec.category, "side": finding.spec.side,
                 "size": finding.spec.size, "mask_path": mask_name, "split": ms_split,
+                "in_ms_cxr": plan.in_ms_cxr,
             })
+            if not plan.in_ms_cxr:
+                continue
             for side in sorted(finding.masks, key=lambda s: _boxes(finding.masks[s])[0]):
                 x, y, w, h = _boxes(finding.masks[side])
                 result.ms_cxr_rows.append({

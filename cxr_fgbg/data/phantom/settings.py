@@ -34,6 +34,11 @@ class PhantomSettings(StrictModel):
     test_fraction: float = Field(
         0.1, ge=0.0, lt=1.0, description="Share of patients in the 'test' split (MIMIC and MS-CXR alike)."
     )
+    ms_cxr_train_fraction: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="Share of training patients whose images also get MS-CXR boxes (its 'train' split); "
+        "validate and test patients always do. The indexer holds all MS-CXR patients out of fine-tuning.",
+    )
     workers: int = Field(
         1, ge=1, le=64, description="Processes rendering studies in parallel (output is identical for any value)."
     )
