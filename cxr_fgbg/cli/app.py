@@ -13,7 +13,7 @@ from cxr_fgbg.logging_setup import configure_logging
 
 # The order commands are listed in `--help`: the pipeline's order. Modules not named here come last.
 COMMAND_ORDER = (
-    "phantom", "index", "model", "finetune", "localize", "analyze",
+    "phantom", "index", "index_natural", "model", "finetune", "localize", "analyze",
     "evaluate", "refine", "synthesize", "segment", "demo",
 )
 

@@ -41,11 +41,6 @@ class PreprocessSettings(StrictModel):
     cache_dir: str | None = Field(None, description="Cache of preprocessed images (None: no cache).")
 
 
-class DataSettings(StrictModel):
-    index: IndexSettings = Field(default_factory=IndexSettings)
-    preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
-
-
 class NaturalSettings(StrictModel):
     """`cxr-fgbg index-natural`: natural-image datasets (CUB, Stanford Dogs / Cars, Human3.6M, a folder)."""
 
@@ -65,3 +60,9 @@ class NaturalSettings(StrictModel):
     h36m_test_subjects: list[int] = Field(
         default_factory=lambda: [9, 11], description="Human3.6M subjects of the test split."
     )
+
+
+class DataSettings(StrictModel):
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
+    natural: NaturalSettings = Field(default_factory=NaturalSettings)
