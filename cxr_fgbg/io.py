@@ -53,7 +53,20 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+    """Strict JSON (readable by any parser): NaN and infinities are written as null."""
+    write_text_atomic(path, json.dumps(_finite_or_none(obj), indent=2, allow_nan=False) + "\n")
+
+
+def _finite_or_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {key: _finite_or_none(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_none(value) for value in obj]
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
 
 
 def write_csv_atomic(path: str | os.PathLike[str], frame: Any) -> None:

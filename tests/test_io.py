@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr_fgbg.io import SkippedLog, atomic_path, save_npz_atomic, write_csv_atomic, write_text_atomic
+from cxr_fgbg.io import (
+    SkippedLog,
+    atomic_path,
+    save_npz_atomic,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
@@ -60,3 +67,13 @@ def test_skipped_log_writes_resumes_and_deduplicates(tmp_path):
 def test_empty_skipped_log_still_writes_a_header(tmp_path):
     path = SkippedLog(tmp_path / "skipped.csv").write()
     assert path.read_text().strip() == "path,reason"
+
+
+def test_json_is_strict_with_non_finite_values_as_null(tmp_path):
+    import json
+
+    path = tmp_path / "s.json"
+    write_json_atomic(path, {"cnr": float("inf"), "auroc": np.float32(0.75), "n": np.int64(3), "x": [float("nan")]})
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}")) == {
+        "cnr": None, "auroc": 0.75, "n": 3, "x": [None],
+    }
