@@ -39,6 +39,7 @@ def build_vae(settings: TinyBundleSettings) -> AutoencoderKL:
         block_out_channels=tuple(settings.vae_block_out_channels),
         layers_per_block=1,
         latent_channels=settings.latent_channels,
+        mid_block_add_attention=settings.vae_mid_block_attention,
         norm_num_groups=settings.norm_num_groups,
         sample_size=settings.image_size,
     )
