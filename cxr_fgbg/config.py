@@ -34,6 +34,10 @@ class PipelineConfig(StrictModel):
     """The whole configuration. Every section has defaults, so an empty file is a valid config."""
 
     seed: int = Field(0, description="Master seed; every random draw derives from it.")
+    threads: int | None = Field(
+        None, ge=1,
+        description="CPU threads for torch (None: torch's default). Small models run fastest on 1 thread.",
+    )
     phantom: PhantomSettings = Field(default_factory=PhantomSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from PIL import Image
 
@@ -13,15 +12,6 @@ from cxr_fgbg.masks.guidance import combine_eps, guided_eps, initial_latents, sa
 Y_F = "Small left pleural effusion."
 Y_B = "No acute cardiopulmonary process."
 STEPS = 3
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run ~10x faster single-threaded on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_combine_eps_known_values():

@@ -13,7 +13,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
@@ -28,14 +27,6 @@ from cxr_fgbg.segmentation.train import train_segmenter
 
 SIZE = 48
 N_TRAIN, N_TEST = 10, 4
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_natural_set(root):

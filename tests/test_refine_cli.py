@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from cxr_fgbg.data.geometry import Geometry
 from cxr_fgbg.errors import ConfigError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _heatmaps(root):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from PIL import Image
 
@@ -16,14 +15,6 @@ from cxr_fgbg.masks.inpaint import encode_images, inpaint_background, latent_gri
 from cxr_fgbg.masks.morphology import close_and_fill
 from cxr_fgbg.masks.refine import mask_from_difference, refine_masks, run_refine, upsample_mask
 from cxr_fgbg.masks.settings import RefineSettings
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_latent_mask_any_rule_never_shrinks():

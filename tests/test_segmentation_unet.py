@@ -17,14 +17,6 @@ from cxr_fgbg.segmentation.settings import SegmentSettings
 from cxr_fgbg.segmentation.train import load_segmenter, train_segmenter
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_shorter_side_geometry():
     g = shorter_side_geometry((100, 200), 50, 50)
     assert g.resized_hw == (50, 100) and (g.top, g.left) == (0, 25) and g.model_hw == (50, 50)

@@ -12,14 +12,6 @@ from cxr_fgbg.training.loop import finetune
 from cxr_fgbg.training.settings import FinetuneSettings
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Pairs(torch.utils.data.Dataset):
     def __init__(self, tokenizer, n=3):
         self.tokenizer, self.texts = tokenizer, ["Small left pleural effusion.", "No pneumothorax.", "Edema."][:n]

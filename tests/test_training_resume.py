@@ -16,15 +16,6 @@ from cxr_fgbg.training.settings import FinetuneSettings
 LONG = "right " * 40 + "pleural effusion"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two OpenMP threads on a shared 2-core machine spin against each other (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TinyPairs(torch.utils.data.Dataset):
     """Five random 1x64x64 images with report sentences (one longer than the 32-token limit)."""
 

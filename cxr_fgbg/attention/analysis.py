@@ -51,16 +51,10 @@ class AnalysisSample:
 
 def pixel_auroc(heatmap: np.ndarray, boxes: np.ndarray) -> float:
     """AUROC of the map's finite pixels against the union of boxes; NaN when one class is absent."""
-    from sklearn.metrics import roc_auc_score
-
     from cxr_fgbg.evaluation.boxes import boxes_to_mask
+    from cxr_fgbg.evaluation.metrics import pixel_auroc as auroc
 
-    target = boxes_to_mask(boxes, heatmap.shape)
-    valid = np.isfinite(heatmap)
-    labels = target[valid]
-    if labels.all() or not labels.any():
-        return float("nan")
-    return float(roc_auc_score(labels, heatmap[valid]))
+    return auroc(heatmap, boxes_to_mask(boxes, heatmap.shape))
 
 
 def load_samples(

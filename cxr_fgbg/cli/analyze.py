@@ -36,22 +36,9 @@ def _setup(model: Path, config: Path | None, overrides: list[str], out: Path):
 
 
 def _save(out: Path, name: str, table, summary, plot) -> None:
-    import matplotlib
+    from cxr_fgbg.attention.analysis_outputs import save_analysis
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cxr_fgbg.io import atomic_path, write_csv_atomic
-
-    write_csv_atomic(out / f"{name}.csv", table)
-    write_csv_atomic(out / f"{name}_summary.csv", summary)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    plot(ax)
-    ax.set_ylabel("pixel AUROC")
-    fig.tight_layout()
-    with atomic_path(out / f"{name}.png", suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_analysis(out, name, table, summary, plot)
     typer.echo(f"wrote {out / (name + '.csv')}, {name}_summary.csv and {name}.png")
     typer.echo(summary.to_string(index=False))
 
@@ -69,22 +56,12 @@ def _ints(text: str, option: str) -> list[int]:
 def tokens(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
            config: Path | None = config_option(), overrides: list[str] = set_option()) -> None:
     """Pixel AUROC of every token of the prompt (Fig. 3): do the finding's words point at the box?"""
-    from cxr_fgbg.attention.analysis import load_samples, token_auroc
+    from cxr_fgbg.attention.analysis_outputs import run_token_analysis
 
     localizer, full = _setup(model, config, overrides, out)
-    table = token_auroc(localizer, load_samples(localizer, index, out, full.localize.prompt, limit))
-    table["kind"] = table["token_index"].map(lambda i: "finding words (sum)" if i < 0 else "token")
-    table.loc[(table["token_index"] >= 0) & table["is_target"], "kind"] = "finding token"
-    table.loc[(table["token_index"] >= 0) & ~table["is_target"], "kind"] = "other token"
-    summary = table.groupby("kind")["auroc"].agg(["mean", "std", "count"]).reset_index()
-
-    def plot(ax):
-        groups = [table.loc[table["kind"] == k, "auroc"].dropna() for k in summary["kind"]]
-        ax.boxplot(groups, tick_labels=list(summary["kind"]))
-        ax.axhline(0.5, color="grey", linestyle=":")
-        ax.set_title("AUROC per token of the prompt")
-
-    _save(out, "token_auroc", table, summary, plot)
+    _, summary, png = run_token_analysis(localizer, index, out, full.localize.prompt, limit)
+    typer.echo(f"wrote {out / 'token_auroc.csv'}, token_auroc_summary.csv and {png.name}")
+    typer.echo(summary.to_string(index=False))
 
 
 @analyze_app.command("draws")

@@ -25,4 +25,9 @@ def set_option() -> list[str]:
 def load_cli_config(config: Path | None, overrides: list[str] | None) -> PipelineConfig:
     from cxr_fgbg.config import load_config
 
-    return load_config(config, overrides or [])
+    loaded = load_config(config, overrides or [])
+    if loaded.threads is not None:
+        import torch
+
+        torch.set_num_threads(loaded.threads)
+    return loaded
