@@ -232,8 +232,10 @@ def _evaluate(paths: DemoPaths, config: PipelineConfig, seed: int) -> tuple[dict
         evaluate_heatmaps(paths.heatmaps, folder, settings, seed, prior_index=paths.index,
                           image_root=paths.phantom / "mimic-cxr")
         macro = json.loads((folder / "summary.json").read_text()).get("macro", {})
-        lines.append(f"{split}: " + ", ".join(f"{k} {_mean_of(v):.3f}" for k, v in macro.items()
-                                              if _mean_of(v) == _mean_of(v)))
+        values = {k: _mean_of(v) for k, v in macro.items()}
+        lines.append(f"{split}: " + ", ".join(
+            f"{k} {v:.0f}" if k.startswith("n") else f"{k} {v:.3f}" for k, v in values.items() if v == v
+        ))
     return {"val": str(paths.evaluation_val), "test": str(paths.evaluation_test)}, "\n".join(lines)
 
 
@@ -249,6 +251,7 @@ def _analysis(paths: DemoPaths, config: PipelineConfig, quick: bool) -> tuple[di
 
 def _segmentation(paths: DemoPaths, config: PipelineConfig, seed: int) -> tuple[dict[str, str], str]:
     """The paper's Table 2 on the phantom: masks and U-Nets against the exact lesion masks (test split)."""
+    from cxr_fgbg.errors import CxrFgbgError
     from cxr_fgbg.masks.inpaint import load_pipeline
     from cxr_fgbg.masks.refine import run_refine
     from cxr_fgbg.segmentation.predict import run_predict
@@ -270,9 +273,14 @@ def _segmentation(paths: DemoPaths, config: PipelineConfig, seed: int) -> tuple[
         rows.append(_score_masks(paths, label, Path(run.masks_csv).parent, config, seed))
     for label in ("M_pre", "M"):
         model_dir = paths.segmentation / f"unet-{label}"
-        trained = train_segmenter(mask_tables[label], model_dir, config.segment, seed=seed, image_root=mimic_root)
-        predicted = run_predict(trained.model_path, heatmaps_csv, model_dir / "predictions", splits=["test"],
-                                image_root=mimic_root)
+        try:
+            trained = train_segmenter(mask_tables[label], model_dir, config.segment, seed=seed,
+                                      image_root=mimic_root)
+            predicted = run_predict(trained.model_path, heatmaps_csv, model_dir / "predictions", splits=["test"],
+                                    image_root=mimic_root)
+        except CxrFgbgError as exc:  # e.g. no usable training mask: report it, keep the demo going
+            rows.append({"masks": f"U-Net({label})", "note": str(exc)})
+            continue
         rows.append(_score_masks(paths, f"U-Net({label})", Path(predicted.masks_csv).parent, config, seed))
     import pandas as pd
 
@@ -284,12 +292,16 @@ def _segmentation(paths: DemoPaths, config: PipelineConfig, seed: int) -> tuple[
 
 
 def _score_masks(paths: DemoPaths, label: str, masks_dir: Path, config: PipelineConfig, seed: int) -> dict[str, Any]:
+    from cxr_fgbg.errors import CxrFgbgError
     from cxr_fgbg.evaluation.run_masks import evaluate_masks
 
     settings = config.evaluate.model_copy(update={"eval_splits": ["test"], "figures": False})
     out = paths.segmentation / "scores" / label.replace("(", "_").replace(")", "")
-    evaluate_masks(masks_dir, paths.phantom / "ground-truth", out, settings, seed, index_dir=paths.index,
-                   progress=False)
+    try:
+        evaluate_masks(masks_dir, paths.phantom / "ground-truth", out, settings, seed, index_dir=paths.index,
+                       progress=False)
+    except CxrFgbgError as exc:  # no mask of this kind could be scored: say so in the table
+        return {"masks": label, "note": str(exc)}
     pooled = json.loads((out / "summary.json").read_text()).get("pooled", {}).get("all", {})
     return {"masks": label, **pooled}
 

@@ -1,7 +1,9 @@
 """Finding -> words: which words of a report stand for each of the eight MS-CXR classes.
 
-The lists follow the public chest-distillation code, plus plural forms and a few phrases (a phrase such
-as "enlarged heart" matches its words in sequence). Matching is whole-word and case-insensitive (see
+The lists follow the public chest-distillation code (which uses "cardiac" for Cardiomegaly; we add
+"heart" and "enlarged" for phrasings like "the heart is mildly enlarged"), plus plural forms and a few
+phrases (a phrase such as "enlarged heart" matches its words in sequence). Matching is whole-word and
+case-insensitive (see
 `tokens.py`), so "effusion" never matches inside "effusions": both are listed where both occur.
 """
 
@@ -15,7 +17,7 @@ DEFAULT_VOCABULARY: dict[str, tuple[str, ...]] = {
     "Atelectasis": ("atelectasis", "atelectases", "atelectatic"),
     "Cardiomegaly": (
         "cardiomegaly", "enlarged heart", "heart enlargement", "enlarged cardiac silhouette",
-        "cardiac enlargement", "enlargement of the cardiac silhouette",
+        "cardiac enlargement", "enlargement of the cardiac silhouette", "cardiac", "heart", "enlarged",
     ),
     "Consolidation": ("consolidation", "consolidations", "consolidative"),
     "Edema": ("edema", "oedema"),

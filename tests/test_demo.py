@@ -1,0 +1,38 @@
+"""`cxr-fgbg demo --quick` end to end: every stage runs, the report holds finite numbers, a rerun resumes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from cxr_fgbg.cli.app import app
+
+STAGES = ["phantom", "index", "model", "finetune", "localize", "evaluate", "analysis", "segmentation"]
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end_and_resume(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    stages = json.loads((out / "stages.json").read_text())
+    assert list(stages) == STAGES
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    report = (out / "report.md").read_text()
+    assert "Localisation, test split" in report and "Segmentation ablation" in report
+
+    summary = json.loads((out / "evaluation-test" / "summary.json").read_text())
+    macro = summary["macro"]
+    for metric in ("pixel_auroc", "cnr_biovil", "miou", "pointing_game"):
+        value = macro[metric]["mean"] if isinstance(macro[metric], dict) else macro[metric]
+        assert value is not None and math.isfinite(value), (metric, value)
+        if metric == "pixel_auroc":
+            assert 0.0 <= value <= 1.0
+    assert "centred_gaussian" in summary["baselines"] and "class_location" in summary["baselines"]
+
+    again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("done before, skipped") == len(STAGES)
