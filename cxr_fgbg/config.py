@@ -23,6 +23,7 @@ from cxr_fgbg.errors import ConfigError
 from cxr_fgbg.evaluation.settings import EvaluateSettings
 from cxr_fgbg.masks.settings import MaskSettings
 from cxr_fgbg.models.settings import ModelSettings
+from cxr_fgbg.paths_settings import PathsSettings
 from cxr_fgbg.segmentation.settings import SegmentSettings
 from cxr_fgbg.settings_base import StrictModel
 from cxr_fgbg.training.settings import FinetuneSettings
@@ -38,6 +39,7 @@ class PipelineConfig(StrictModel):
         None, ge=1,
         description="CPU threads for torch (None: torch's default). Small models run fastest on 1 thread.",
     )
+    paths: PathsSettings = Field(default_factory=PathsSettings)
     phantom: PhantomSettings = Field(default_factory=PhantomSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)

@@ -26,7 +26,8 @@ def finetune(
         ..., "--out", "-o", help="Output folder (checkpoints, loss.csv, model/).", file_okay=False
     ),
     model: Path | None = typer.Option(
-        None, "--model", "-m", help="The model folder to start from (default: model.path in the config).",
+        None, "--model", "-m", help="The model folder to start from (default: paths.model, else model.path in the "
+        "config).",
         file_okay=False,
     ),
     index: Path | None = typer.Option(
@@ -52,15 +53,19 @@ def finetune(
     from cxr_fgbg.config import dump_config
     from cxr_fgbg.errors import ConfigError
     from cxr_fgbg.io import SkippedLog
+    from cxr_fgbg.paths_settings import require_paths
     from cxr_fgbg.training.loop import finetune as run_finetune
     from cxr_fgbg.training.loop import load_model_folder
     from cxr_fgbg.training.sources import concept_dataset, impression_dataset, latent_grid
 
     cfg = load_cli_config(config, [*overrides, *([f"finetune.steps={steps}"] if steps else [])])
     settings = cfg.finetune
-    model_dir = model or (Path(cfg.model.path) if cfg.model.path else None)
+    model_dir = model
     if model_dir is None:
-        raise ConfigError("no model folder: pass --model DIR or set model.path in the config")
+        key = "model" if cfg.paths.model is not None else "model.path" if cfg.model.path is not None else None
+        if key is None:
+            raise ConfigError("no model folder: pass --model DIR or set paths.model (or model.path) in the config")
+        model_dir = require_paths(cfg, key, source=config, flags={key: "--model"})[key]
     pipeline = load_model_folder(model_dir)
     size = settings.resolution or int(pipeline.vae.config.sample_size)
     channels = int(pipeline.vae.config.in_channels)

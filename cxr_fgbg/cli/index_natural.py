@@ -24,8 +24,13 @@ INDEX_NATURAL_HELP = (
 
 
 def index_natural(
-    dataset: str = typer.Option(..., "--dataset", "-d", help=DATASET_HELP),
-    root: Path = typer.Option(..., "--root", help="The dataset's folder as downloaded (or a CSV for folder)."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help=DATASET_HELP + " Default: paths.natural_dataset in the config."
+    ),
+    root: Path | None = typer.Option(
+        None, "--root", help="The dataset's folder as downloaded (or a CSV for folder; default: paths.natural_root "
+        "in the config)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for samples.csv, index.json and skipped.csv."),
     csv: Path | None = typer.Option(
         None, "--csv", dir_okay=False,
@@ -44,11 +49,23 @@ def index_natural(
 ) -> None:
     from cxr_fgbg.data.natural import DATASETS
     from cxr_fgbg.data.natural import index_natural as run
-    from cxr_fgbg.errors import InputDataError
+    from cxr_fgbg.errors import ConfigError, InputDataError
+    from cxr_fgbg.paths_settings import require_paths
 
+    cfg = load_cli_config(config, overrides)
+    if dataset is None:
+        dataset = cfg.paths.natural_dataset
+        if dataset is None:
+            where = f"config {config}" if config is not None else "the configuration (no --config file)"
+            raise ConfigError(f"paths.natural_dataset is not set in {where}: pass --dataset "
+                              f"({', '.join(DATASETS)}) or set paths.natural_dataset in the config")
+        if dataset not in DATASETS:
+            raise ConfigError(f"paths.natural_dataset = {dataset!r} in config {config}: choose one of "
+                              f"{', '.join(DATASETS)}")
     if dataset not in DATASETS:
         raise InputDataError(f"--dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
-    cfg = load_cli_config(config, overrides)
+    if root is None:
+        root = require_paths(cfg, "natural_root", source=config, flags={"natural_root": "--root"})["natural_root"]
     settings = cfg.data.natural
     summary = run(dataset, root, out, settings, csv=csv, annotations=annotations, concept=concept,
                   progress=not no_progress)

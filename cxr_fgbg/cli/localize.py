@@ -21,7 +21,10 @@ LOCALIZE_HELP = (
 
 
 def localize(
-    model: Path = typer.Option(..., "--model", "-m", help="The diffusion model: a diffusers folder.", file_okay=False),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="The diffusion model: a diffusers folder (default: paths.model, else model.path "
+        "in the config).", file_okay=False,
+    ),
     index: Path = typer.Option(..., "--index", "-i", help="Folder written by `cxr-fgbg index` (ms_cxr.csv).",
                                file_okay=False),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (maps/, heatmaps.csv, skipped.csv)."),
@@ -40,8 +43,14 @@ def localize(
     from cxr_fgbg.config import dump_config
     from cxr_fgbg.errors import ConfigError
     from cxr_fgbg.io import write_text_atomic
+    from cxr_fgbg.paths_settings import require_paths
 
     full = load_cli_config(config, overrides)
+    if model is None:
+        key = "model" if full.paths.model is not None else "model.path" if full.model.path is not None else None
+        if key is None:
+            raise ConfigError("no model folder: pass --model DIR or set paths.model (or model.path) in the config")
+        model = require_paths(full, key, source=config, flags={key: "--model"})[key]
     settings = full.localize
     if prompt is not None:
         if prompt not in ("phrase", "impression"):
