@@ -3,8 +3,8 @@
 The lists follow the public chest-distillation code (which uses "cardiac" for Cardiomegaly; we add
 "heart" and "enlarged" for phrasings like "the heart is mildly enlarged"), plus plural forms and a few
 phrases (a phrase such as "enlarged heart" matches its words in sequence). Matching is whole-word and
-case-insensitive (see
-`tokens.py`), so "effusion" never matches inside "effusions": both are listed where both occur.
+case-insensitive (see `tokens.py`), so "effusion" never matches inside "effusions": both are listed where
+both occur.
 """
 
 from __future__ import annotations

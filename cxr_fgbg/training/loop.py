@@ -63,7 +63,8 @@ def count_truncated(tokenizer: Any, texts: list[str]) -> int:
     """How many prompts are longer than the tokenizer's limit (they are cut; the log says how many)."""
     if not texts:
         return 0
-    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=False).input_ids]
+    # verbose=False: the long prompts are the point of the count, not a warning for the user
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=False, verbose=False).input_ids]
     return sum(length > tokenizer.model_max_length for length in lengths)
 
 
