@@ -14,8 +14,9 @@ from test_transforms import write_dicom
 from cxr_fgbg.data import transforms
 from cxr_fgbg.data.cache import PreprocessedCache
 from cxr_fgbg.data.datasets import ImageTextDataset, LocalizationDataset, collate_localization
-from cxr_fgbg.data.geometry import Geometry, boxes_to_mask
+from cxr_fgbg.data.geometry import Geometry
 from cxr_fgbg.errors import InputDataError
+from cxr_fgbg.evaluation.boxes import boxes_to_mask
 
 
 def make_mimic(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cxr_fgbg.data.geometry import Geometry, boxes_to_mask, clip_boxes
+from cxr_fgbg.data.geometry import Geometry, clip_boxes
+from cxr_fgbg.evaluation.boxes import boxes_to_mask
 
 
 def test_center_crop_portrait_known_numbers():

@@ -10,7 +10,7 @@ from PIL import Image
 
 from cxr_fgbg.data import transforms
 from cxr_fgbg.data.cache import PreprocessedCache
-from cxr_fgbg.data.geometry import Geometry, boxes_to_mask
+from cxr_fgbg.data.geometry import Geometry
 from cxr_fgbg.data.transforms import (
     build_preprocess,
     load_image,
@@ -21,6 +21,7 @@ from cxr_fgbg.data.transforms import (
     scale_intensity,
 )
 from cxr_fgbg.errors import InputDataError
+from cxr_fgbg.evaluation.boxes import boxes_to_mask
 
 
 def write_dicom(path, pixels, photometric="MONOCHROME2", slope=None, intercept=None, pixel_data=True):

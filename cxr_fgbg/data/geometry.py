@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["Geometry", "boxes_to_mask", "clip_boxes"]
+__all__ = ["Geometry", "clip_boxes"]
 
 Mode = Literal["bilinear", "nearest", "area"]
 
@@ -192,16 +192,6 @@ def clip_boxes(boxes: Any, hw: tuple[int, int]) -> np.ndarray:
     x1 = np.clip(b[:, 0] + b[:, 2], 0, hw[1])
     y1 = np.clip(b[:, 1] + b[:, 3], 0, hw[0])
     return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
-
-
-def boxes_to_mask(boxes: Any, hw: tuple[int, int]) -> np.ndarray:
-    """Union of boxes as a bool (H, W) mask: a pixel is inside when its centre is."""
-    mask = np.zeros(hw, dtype=bool)
-    rows = np.arange(hw[0]) + 0.5
-    cols = np.arange(hw[1]) + 0.5
-    for x, y, w, h in _as_array(boxes, 4, "boxes"):
-        mask |= ((rows >= y) & (rows < y + h))[:, None] & ((cols >= x) & (cols < x + w))[None, :]
-    return mask
 
 
 # --------------------------------------------------------------------- helpers
