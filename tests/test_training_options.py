@@ -94,3 +94,19 @@ def test_settings_defaults_and_checks():
     assert defaults.fgbg.p_foreground == 0.5 and defaults.fgbg.background_prompt == "a photo of a background"
     with pytest.raises(ValueError, match="lr_warmup_steps"):
         FinetuneSettings(steps=10, lr_warmup_steps=20)
+
+
+def test_bundle_flag_turns_on_joint_text_encoder_training(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    from cxr_fgbg.training.loop import _with_bundle_text_encoder_flag
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    frozen = FinetuneSettings()
+    assert _with_bundle_text_encoder_flag(frozen, folder).train_text_encoder is False  # not our bundle
+    (folder / "cxr_fgbg_bundle.json").write_text(json.dumps({"text_encoder": {"train_jointly": True}}))
+    assert _with_bundle_text_encoder_flag(frozen, folder).train_text_encoder is True
+    (folder / "cxr_fgbg_bundle.json").write_text(json.dumps({"text_encoder": {"train_jointly": False}}))
+    assert _with_bundle_text_encoder_flag(frozen, folder).train_text_encoder is False

@@ -59,6 +59,16 @@ def load_model_folder(folder: str | os.PathLike[str]) -> Any:
     return StableDiffusionPipeline.from_pretrained(folder, local_files_only=True)
 
 
+def _with_bundle_text_encoder_flag(settings: FinetuneSettings, model_dir: str | os.PathLike[str]) -> FinetuneSettings:
+    """Honour a tiny bundle built with `model.text_pretraining.train_jointly`: its encoder keeps training."""
+    from cxr_fgbg.models.loading import inspect_model_folder
+
+    if not settings.train_text_encoder and inspect_model_folder(model_dir).train_text_encoder_jointly:
+        LOG.info("the model folder's bundle asks for joint text-encoder training: finetune.train_text_encoder on")
+        return settings.model_copy(update={"train_text_encoder": True})
+    return settings
+
+
 def count_truncated(tokenizer: Any, texts: list[str]) -> int:
     """How many prompts are longer than the tokenizer's limit (they are cut; the log says how many)."""
     if not texts:
@@ -201,6 +211,7 @@ def finetune(
 
     out = Path(out_dir)
     seed = settings.seed if settings.seed is not None else seed
+    settings = _with_bundle_text_encoder_flag(settings, model_dir)
     _allow_new_precision(settings.mixed_precision)
     accelerator = Accelerator(mixed_precision=settings.mixed_precision)
     world, rank = accelerator.num_processes, accelerator.process_index
