@@ -28,7 +28,7 @@ from cxr_fgbg.segmentation.settings import SegmentSettings
 from cxr_fgbg.settings_base import StrictModel
 from cxr_fgbg.training.settings import FinetuneSettings
 
-__all__ = ["PipelineConfig", "apply_overrides", "load_config", "parse_overrides"]
+__all__ = ["PipelineConfig", "apply_overrides", "deep_merge", "load_config", "parse_overrides"]
 
 
 class PipelineConfig(StrictModel):
@@ -106,7 +106,7 @@ def load_config(
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: the top level must be a mapping of sections, got {type(loaded).__name__}")
-        data = _deep_merge(data, loaded)
+        data = deep_merge(data, loaded)
     parsed = parse_overrides(overrides)
     data = apply_overrides(data, parsed)
     try:
@@ -139,11 +139,12 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
-def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    merged = _deep_copy(base)
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `update` merged in, section by section; neither input is modified."""
+    merged = _deep_copy(dict(base))
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = _deep_copy(value)
     return merged

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxr_fgbg.config import PipelineConfig, dump_config
+from cxr_fgbg.config import PipelineConfig, deep_merge, dump_config
 from cxr_fgbg.io import write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -87,20 +87,10 @@ class StageRunner:
         return record
 
 
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def demo_config(config: PipelineConfig, quick: bool) -> PipelineConfig:
     """The preset (quick or full) underneath anything the user set explicitly (file or --set)."""
-    preset = _deep_merge(_COMMON, QUICK_PRESET if quick else FULL_PRESET)
-    return PipelineConfig.model_validate(_deep_merge(preset, config.model_dump(exclude_unset=True)))
+    preset = deep_merge(_COMMON, QUICK_PRESET if quick else FULL_PRESET)
+    return PipelineConfig.model_validate(deep_merge(preset, config.model_dump(exclude_unset=True)))
 
 
 @dataclass
