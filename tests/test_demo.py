@@ -36,3 +36,15 @@ def test_quick_demo_end_to_end_and_resume(tmp_path):
     again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
     assert again.exit_code == 0, again.output
     assert again.output.count("done before, skipped") == len(STAGES)
+
+
+def test_presets_sit_under_what_the_user_set():
+    from cxr_fgbg.config import load_config
+    from cxr_fgbg.demo import FULL_PRESET, QUICK_PRESET, demo_config
+
+    quick = demo_config(load_config(None, ["finetune.steps=70", "phantom.size=128"]), quick=True)
+    assert quick.finetune.steps == 70 and quick.phantom.size == 128  # the user's values win
+    assert quick.phantom.studies == QUICK_PRESET["phantom"]["studies"]  # the preset fills the rest
+    full = demo_config(load_config(None), quick=False)
+    assert full.finetune.steps == FULL_PRESET["finetune"]["steps"]
+    assert full.localize.preset == "paper" and full.threads == 1
