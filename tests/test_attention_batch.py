@@ -69,6 +69,11 @@ def test_localize_writes_heatmaps_skips_with_reasons_and_resumes(tiny_model_dir,
         assert str(data["prompt"]) == "Small left pleural effusion."
         assert json.loads(str(data["geometry"]))["original_hw"] == [80, 64]
     assert (out / "maps_nifti" / "s1.nii.gz").is_file() and (out / "overlays" / "s1.png").is_file()
+    # later stages resolve heatmaps.csv's relative image paths through the recorded root
+    from cxr_fgbg.masks.refine import resolve_table_path
+
+    image = resolve_table_path(table["image_path"][0], out / "heatmaps.csv")
+    assert image.is_file() and image.parent != out
     skipped = pd.read_csv(out / "skipped.csv")
     reasons = dict(zip(skipped["sample_id"], skipped["reason"], strict=True))
     assert "none of the words" in reasons["s2"] and "unreadable image" in reasons["s3"]

@@ -23,7 +23,7 @@ from cxr_fgbg.attention.localizer import Localizer, token_weights
 from cxr_fgbg.attention.tokens import find_word_spans
 from cxr_fgbg.attention.vocabulary import build_vocabulary, words_for
 from cxr_fgbg.errors import InputDataError
-from cxr_fgbg.io import SkippedLog, atomic_path, save_npz_atomic, write_csv_atomic
+from cxr_fgbg.io import SkippedLog, atomic_path, save_npz_atomic, write_csv_atomic, write_json_atomic
 from cxr_fgbg.masks.gmm import binarize_gmm
 from cxr_fgbg.seeding import derive_seed
 
@@ -153,6 +153,10 @@ def localize_index(
         _write_table(out, rows, records)
     bar.close()
     _write_table(out, rows, records)
+    # heatmaps.csv's image paths are relative to the image root: record it, so that later stages
+    # (refine, segment) resolve them without being told the root again.
+    write_json_atomic(out / "index.json", {"mimic_root": str(Path(root).resolve()),
+                                           "source_index": str(Path(index_dir).resolve())})
     skipped.write()
     summary.skipped = len(skipped)
     summary.skip_reasons = skipped.reasons()
