@@ -11,11 +11,13 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cxr_fgbg.errors import InputDataError
 
 SKIPPED_COLUMNS = ("path", "reason")
 
@@ -67,6 +69,32 @@ def _finite_or_none(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
+
+
+def read_table(table: Any, required: Sequence[str] = ()) -> Any:
+    """Read a CSV as strings (no NaN guessing), or take a DataFrame, and check its columns.
+
+    Every stage reads its input tables through this, so a bad table always gets the same clear error:
+    the file and the missing column(s).
+    """
+    import pandas as pd
+
+    if isinstance(table, pd.DataFrame):
+        frame, name = table.reset_index(drop=True), "<DataFrame>"
+    else:
+        name = str(table)
+        if not Path(table).is_file():
+            raise InputDataError(f"{name}: file not found")
+        try:
+            frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+        except Exception as exc:  # pandas raises several parser errors; all mean the same thing here
+            raise InputDataError(f"{name}: not a readable CSV ({exc})") from exc
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise InputDataError(
+            f"{name}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))})"
+        )
+    return frame
 
 
 def write_csv_atomic(path: str | os.PathLike[str], frame: Any) -> None:

@@ -77,3 +77,23 @@ def test_json_is_strict_with_non_finite_values_as_null(tmp_path):
     assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}")) == {
         "cnr": None, "auroc": 0.75, "n": 3, "x": [None],
     }
+
+
+def test_read_table_names_the_file_and_the_missing_columns(tmp_path):
+    from cxr_fgbg.errors import InputDataError
+    from cxr_fgbg.io import read_table
+
+    good = tmp_path / "t.csv"
+    good.write_text("sample_id,split\n007,\n")
+    frame = read_table(good, ["sample_id"])
+    assert frame["sample_id"].tolist() == ["007"] and frame["split"].tolist() == [""]  # strings, no NaN
+    expected = r"t\.csv: missing column\(s\) image_path, boxes \(has: sample_id, split\)"
+    with pytest.raises(InputDataError, match=expected):
+        read_table(good, ["sample_id", "image_path", "boxes"])
+    with pytest.raises(InputDataError, match=r"nope\.csv: file not found"):
+        read_table(tmp_path / "nope.csv", [])
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b'a,b\n"unterminated\n')
+    with pytest.raises(InputDataError, match=r"broken\.csv: not a readable CSV"):
+        read_table(broken, ["a"])
+    assert read_table(pd.DataFrame({"x": [1]}, index=[5]), ["x"]).index.tolist() == [0]

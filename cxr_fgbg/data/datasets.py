@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,11 @@ from torch.utils.data import Dataset
 from cxr_fgbg.data.cache import PreprocessedCache
 from cxr_fgbg.data.transforms import Fit, preprocess_file, read_image
 from cxr_fgbg.errors import InputDataError
+from cxr_fgbg.io import read_table
 
 __all__ = ["ImageTextDataset", "LocalizationDataset", "collate_localization", "read_table", "resolve_root"]
 
 TableLike = str | os.PathLike[str] | pd.DataFrame
-
-
-def read_table(table: TableLike, required: Sequence[str]) -> pd.DataFrame:
-    """Read a CSV (or take a DataFrame) and check its columns; the error names the column and file."""
-    if isinstance(table, pd.DataFrame):
-        frame, name = table.reset_index(drop=True), "<DataFrame>"
-    else:
-        name = str(table)
-        if not Path(table).is_file():
-            raise InputDataError(f"{name}: file not found")
-        frame = pd.read_csv(table, dtype=str, keep_default_na=False)
-    missing = [column for column in required if column not in frame.columns]
-    if missing:
-        raise InputDataError(
-            f"{name}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))})"
-        )
-    return frame
 
 
 def resolve_root(table: TableLike, root: str | os.PathLike[str] | None) -> Path:

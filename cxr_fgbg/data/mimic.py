@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cxr_fgbg.errors import InputDataError
+from cxr_fgbg.io import read_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,24 +106,11 @@ def find_metadata_file(root: Path, kind: str) -> Path:
     )
 
 
-def _read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise InputDataError(f"{path}: cannot read as CSV ({exc})") from exc
-    missing = [column for column in required if column not in frame.columns]
-    if missing:
-        raise InputDataError(f"{path}: missing column(s) {', '.join(missing)} (needs {', '.join(required)})")
-    return frame
-
-
 def load_metadata(root: str | os.PathLike[str]) -> pd.DataFrame:
     """The split file joined with the view position: dicom_id, subject_id, study_id, split, view_position."""
     base = Path(root)
-    split = _read_table(find_metadata_file(base, "split"), _SPLIT_COLUMNS)
-    meta = _read_table(find_metadata_file(base, "metadata"), _METADATA_COLUMNS)
+    split = read_table(find_metadata_file(base, "split"), _SPLIT_COLUMNS)
+    meta = read_table(find_metadata_file(base, "metadata"), _METADATA_COLUMNS)
     split = split[list(_SPLIT_COLUMNS)].drop_duplicates("dicom_id")
     views = meta[["dicom_id", "ViewPosition"]].drop_duplicates("dicom_id").rename(
         columns={"ViewPosition": "view_position"}

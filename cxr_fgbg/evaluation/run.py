@@ -32,7 +32,7 @@ from cxr_fgbg.evaluation.metrics import (
 from cxr_fgbg.evaluation.published import published_table
 from cxr_fgbg.evaluation.report import bar_chart, overlay_figure, render_localisation_report, write_report
 from cxr_fgbg.evaluation.settings import EvaluateSettings
-from cxr_fgbg.io import SkippedLog, write_csv_atomic, write_json_atomic
+from cxr_fgbg.io import SkippedLog, read_table, write_csv_atomic, write_json_atomic
 
 __all__ = [
     "HEATMAP_COLUMNS",
@@ -113,25 +113,10 @@ def read_boxes_and_shape(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
     return box_arr, (int(shape[0]), int(shape[1]))
 
 
-def _read_table(path: Path, required: tuple[str, ...]) -> Any:
-    import pandas as pd
-
-    if not path.is_file():
-        raise InputDataError(f"{path}: file not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:  # pandas raises several parser errors; all mean the same thing here
-        raise InputDataError(f"{path}: not a readable CSV ({exc})") from exc
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise InputDataError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(frame.columns)})")
-    return frame
-
-
 def training_boxes_from_index(index_dir: Path, train_split: str = "train") -> list[tuple[str, np.ndarray]]:
     """(class, boxes in fractions of the image size) of the training rows of an index's ms_cxr.csv."""
     path = index_dir / "ms_cxr.csv" if index_dir.is_dir() else index_dir
-    frame = _read_table(path, ("category_name", "split", "image_width", "image_height", "boxes"))
+    frame = read_table(path, ("category_name", "split", "image_width", "image_height", "boxes"))
     samples = []
     for number, row in enumerate(frame.itertuples(index=False), start=2):
         if row.split != train_split:
@@ -249,7 +234,7 @@ def evaluate_heatmaps(
 
     settings = settings or EvaluateSettings()
     heatmaps_dir, out_dir = Path(heatmaps_dir), Path(out_dir)
-    frame = _read_table(heatmaps_dir / "heatmaps.csv", HEATMAP_COLUMNS)
+    frame = read_table(heatmaps_dir / "heatmaps.csv", HEATMAP_COLUMNS)
     skipped = SkippedLog(out_dir / "skipped.csv", resume=False)
     train, chosen, splits = _select_rows(frame, settings)
     if chosen.empty:

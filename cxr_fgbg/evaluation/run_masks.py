@@ -24,9 +24,9 @@ from cxr_fgbg.evaluation.metrics import (
     segmentation_scores,
 )
 from cxr_fgbg.evaluation.report import bar_chart, render_segmentation_report, write_report
-from cxr_fgbg.evaluation.run import EvaluationResult, _read_table
+from cxr_fgbg.evaluation.run import EvaluationResult
 from cxr_fgbg.evaluation.settings import EvaluateSettings
-from cxr_fgbg.io import SkippedLog, write_csv_atomic, write_json_atomic
+from cxr_fgbg.io import SkippedLog, read_table, write_csv_atomic, write_json_atomic
 
 __all__ = ["MASK_COLUMNS", "evaluate_masks"]
 
@@ -48,7 +48,7 @@ def evaluate_masks(
 
     settings = settings or EvaluateSettings()
     masks_dir, out_dir = Path(masks_dir), Path(out_dir)
-    frame = _read_table(masks_dir / "masks.csv", MASK_COLUMNS)
+    frame = read_table(masks_dir / "masks.csv", MASK_COLUMNS)
     truth = GroundTruth(Path(ground_truth), index_dir)
     skipped = SkippedLog(out_dir / "skipped.csv", resume=False)
     records = []

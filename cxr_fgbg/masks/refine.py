@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from cxr_fgbg.errors import InputDataError
+from cxr_fgbg.io import read_table
 from cxr_fgbg.masks.gmm import GmmMask, binarize_gmm
 from cxr_fgbg.masks.morphology import close_and_fill
 from cxr_fgbg.masks.settings import RefineSettings
@@ -182,23 +183,6 @@ def resolve_table_path(value: str, table: Path, roots: Iterable[str | os.PathLik
         if candidate.exists():
             return candidate.resolve()
     return candidates[0]
-
-
-def read_table(path: str | os.PathLike[str], required: Sequence[str]):
-    """Read a CSV as strings (no NaN guessing); InputDataError naming the file and missing columns."""
-    import pandas as pd
-
-    table = Path(path)
-    if not table.is_file():
-        raise InputDataError(f"{table}: file not found")
-    try:
-        frame = pd.read_csv(table, dtype=str, keep_default_na=False)
-    except Exception as exc:  # pandas raises several types for malformed files
-        raise InputDataError(f"{table}: not a readable CSV ({exc})") from exc
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise InputDataError(f"{table}: missing column(s) {', '.join(missing)} (has {', '.join(frame.columns)})")
-    return frame
 
 
 @dataclass(frozen=True)

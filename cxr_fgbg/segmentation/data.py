@@ -20,7 +20,8 @@ from monai.transforms import MapTransform
 
 from cxr_fgbg.data.geometry import Geometry
 from cxr_fgbg.errors import InputDataError
-from cxr_fgbg.masks.refine import read_mask_png, read_table, resolve_table_path
+from cxr_fgbg.io import read_table
+from cxr_fgbg.masks.refine import read_mask_png, resolve_table_path
 
 __all__ = [
     "LoadMaskd",

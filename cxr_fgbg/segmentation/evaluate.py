@@ -36,8 +36,8 @@ def evaluate_masks(
     import pandas as pd
 
     from cxr_fgbg.evaluation.metrics import Confusion, confusion, pooled_scores, segmentation_scores
-    from cxr_fgbg.io import SkippedLog, write_csv_atomic, write_json_atomic
-    from cxr_fgbg.masks.refine import read_mask_png, read_table, resolve_table_path
+    from cxr_fgbg.io import SkippedLog, read_table, write_csv_atomic, write_json_atomic
+    from cxr_fgbg.masks.refine import read_mask_png, resolve_table_path
 
     pred_table, truth_table = Path(predictions_csv), Path(truth_csv)
     pred = read_table(pred_table, ("mask_path",))

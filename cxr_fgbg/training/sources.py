@@ -27,7 +27,8 @@ def impression_dataset(
     Rows without text are left out and recorded in `skipped` (they would train the unconditional model only).
     """
     from cxr_fgbg.data.cache import PreprocessedCache
-    from cxr_fgbg.data.datasets import ImageTextDataset, read_table, resolve_root
+    from cxr_fgbg.data.datasets import ImageTextDataset, resolve_root
+    from cxr_fgbg.io import read_table
 
     studies = Path(index_dir) / "studies.csv"
     frame = read_table(studies, ["image_path", "split", "text"])
