@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 from diffusers import StableDiffusionPipeline
-from test_models_support import make_index, one_thread, quick_settings
+from test_models_support import make_index, quick_settings
 from typer.testing import CliRunner
 
 from cxr_fgbg.cli.app import app
@@ -25,8 +25,7 @@ def built(tmp_path_factory):
     index = make_index(root, STUDIES)
     broken = root / "mimic" / "files/p10/p10000000/s50000000/d0000.dcm"  # a training image
     broken.write_bytes(b"not a dicom")
-    with one_thread():
-        report = build_bundle(index, root / "model", quick_settings(), seed=3, progress=False)
+    report = build_bundle(index, root / "model", quick_settings(), seed=3, progress=False)
     return root, index, report
 
 
@@ -34,7 +33,7 @@ def test_bundle_loads_with_diffusers_and_generates(built):
     root, _, _ = built
     pipe = StableDiffusionPipeline.from_pretrained(root / "model", local_files_only=True)
     assert pipe.vae.config.in_channels == 1
-    with torch.no_grad(), one_thread():
+    with torch.no_grad():
         image = pipe("left pleural effusion.", num_inference_steps=2, height=32, width=32, output_type="pt",
                      generator=torch.Generator().manual_seed(0)).images
     assert image.shape == (1, 1, 32, 32)
@@ -85,9 +84,8 @@ def test_cli_build_is_deterministic_and_info_describes_it(built, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"seed": 3, "model": quick_settings().model_dump(mode="json")}))
     runner = CliRunner()
-    with one_thread():
-        result = runner.invoke(app, ["model", "build", "--index", str(index), "--out", str(tmp_path / "m"),
-                                     "--config", str(config), "--no-progress"])
+    result = runner.invoke(app, ["model", "build", "--index", str(index), "--out", str(tmp_path / "m"),
+                                 "--config", str(config), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "PSNR" in result.output
     for sub, name in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),

@@ -6,7 +6,6 @@ the images have chest-like structure (two dark lungs, a heart, findings) so a VA
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -104,17 +103,3 @@ def quick_settings(**overrides):
     for key, value in overrides.items():
         data[key] = {**data.get(key, {}), **value}
     return ModelSettings.model_validate(data)
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run torch on one thread: on the shared 2-core test machine, two OpenMP threads competing with other
-    processes made these tiny convolutions up to 25x slower. Results do not depend on it."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

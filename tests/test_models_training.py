@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_TEXTS
-from test_models_support import _image, one_thread, quick_settings
+from test_models_support import _image, quick_settings
 
 from cxr_fgbg.errors import ConfigError
 from cxr_fgbg.models.settings import TextPretrainSettings, TinyBundleSettings
@@ -18,9 +18,8 @@ from cxr_fgbg.models.vae_training import reconstruction_error, train_vae
 def _pretrain(tokenizer, seed=0, steps=30):
     torch.manual_seed(0)
     encoder = build_text_encoder(TinyBundleSettings(text_hidden_size=32, text_intermediate_size=64), tokenizer)
-    with one_thread():
-        report = pretrain_text_encoder(encoder, tokenizer, TINY_TEXTS * 4,
-                                       TextPretrainSettings(steps=steps, batch_size=16), seed=seed, progress=False)
+    report = pretrain_text_encoder(encoder, tokenizer, TINY_TEXTS * 4,
+                                   TextPretrainSettings(steps=steps, batch_size=16), seed=seed, progress=False)
     return encoder, report
 
 
@@ -64,9 +63,8 @@ def test_vae_training_lowers_the_validation_reconstruction_error():
     torch.manual_seed(0)
     vae = build_vae(settings.tiny)
     train, val = _images(24, 1), _images(6, 2)
-    with one_thread():
-        untrained = reconstruction_error(vae, val)
-        report = train_vae(vae, train, val, settings.vae_training, seed=0, progress=False)
+    untrained = reconstruction_error(vae, val)
+    report = train_vae(vae, train, val, settings.vae_training, seed=0, progress=False)
     assert report.before == untrained
     assert report.after.mse < 0.7 * untrained.mse
     assert report.after.psnr > untrained.psnr
