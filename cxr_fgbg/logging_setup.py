@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at emit time.
+
+    A handler that kept the stream it was created with would write to a closed stream once that stream is swapped
+    back (a notebook cell, typer's test runner), and every later log line would fail with "I/O operation on closed
+    file".
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def configure_logging(verbosity: int = 0) -> None:
     """0: warnings and our INFO lines; 1 (-v): debug for cxr_fgbg; 2 (-vv): debug for everything."""
     root_level = logging.DEBUG if verbosity >= 2 else logging.WARNING
-    logging.basicConfig(level=root_level, format=_FORMAT, datefmt="%H:%M:%S", force=True)
+    handler = _CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+    logging.basicConfig(level=root_level, handlers=[handler], force=True)
     logging.getLogger("cxr_fgbg").setLevel(logging.DEBUG if verbosity >= 1 else logging.INFO)

@@ -39,7 +39,8 @@ def write_dicom(
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    # A UID derived from the file name: the same bytes on every run (a random UID varies in length).
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[str(path.name)])
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta

@@ -48,7 +48,7 @@ def _write_dicom(path: Path, pixels: np.ndarray, monochrome1: bool) -> None:
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[str(path)])
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = pydicom.Dataset()
     ds.file_meta = meta

@@ -1,0 +1,31 @@
+"""The CLI's log handler follows sys.stderr, so a swapped-then-closed stream never breaks later log lines."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+
+from cxr_fgbg.logging_setup import configure_logging
+
+
+def test_log_lines_follow_the_current_stderr_after_the_old_one_is_closed(monkeypatch) -> None:
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging(0)
+    logging.getLogger("cxr_fgbg.test").warning("first line")
+    assert "first line" in first.getvalue()
+    first.close()  # what typer's test runner does with its captured stream
+
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("cxr_fgbg.test").warning("second line")
+    assert "WARNING" in second.getvalue() and "cxr_fgbg.test: second line" in second.getvalue()
+
+
+def test_verbosity_levels() -> None:
+    configure_logging(0)
+    assert logging.getLogger("cxr_fgbg").level == logging.INFO and logging.getLogger().level == logging.WARNING
+    configure_logging(2)
+    assert logging.getLogger("cxr_fgbg").level == logging.DEBUG and logging.getLogger().level == logging.DEBUG
+    configure_logging(0)
