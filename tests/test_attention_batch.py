@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from cxr_fgbg.attention.batch import HEATMAP_COLUMNS
 from cxr_fgbg.cli.app import app
+from cxr_fgbg.errors import InputDataError
 
 
 @pytest.fixture()
@@ -91,3 +92,42 @@ def test_impression_prompts_come_from_studies(tiny_model_dir, index_dir, tmp_pat
         "s1": "Large right pleural effusion with adjacent atelectasis.",
         "s2": "Small right apical pneumothorax.",
     }
+
+
+@pytest.fixture()
+def natural_index(tmp_path):
+    """A `cxr-fgbg index-natural`-shaped folder: samples.csv (concept + prompt) and index.json (root)."""
+    root = tmp_path / "photos"
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name in ("x", "y"):
+        Image.fromarray((rng.random((48, 40, 3)) * 255).astype(np.uint8)).save(root / "images" / f"{name}.png")
+    index = tmp_path / "natural-index"
+    index.mkdir()
+    pd.DataFrame([
+        {"sample_id": "x", "image_path": "images/x.png", "concept": "bird", "prompt": "a photo of a bird",
+         "mask_path": "", "boxes": json.dumps([[4, 6, 10, 12]]), "split": "test", "width": 40, "height": 48},
+        {"sample_id": "y", "image_path": "images/y.png", "concept": "dog", "prompt": "a photo of a cat",
+         "mask_path": "", "boxes": "[]", "split": "test", "width": 40, "height": 48},
+    ]).to_csv(index / "samples.csv", index=False)
+    (index / "index.json").write_text(json.dumps({"root": str(root), "dataset": "folder"}))
+    return index
+
+
+def test_localize_reads_a_natural_image_index(tiny_model_dir, natural_index, tmp_path):
+    out = tmp_path / "nat"
+    _run(tiny_model_dir, natural_index, out, "--set", "localize.overlays=0")
+    table = pd.read_csv(out / "heatmaps.csv", dtype=str, keep_default_na=False)
+    assert table[["sample_id", "category_name", "prompt"]].values.tolist() == [["x", "bird", "a photo of a bird"]]
+    with np.load(out / "maps" / "x.npz") as data:
+        assert data["heatmap"].shape == (48, 40)  # the centre crop (rows 4..43) is mapped, the rest is NaN
+        assert np.isnan(data["heatmap"][:4]).all() and np.isfinite(data["heatmap"][4:44]).all()
+        assert data["words"].tolist() == ["bird"]
+        tokens, indices = data["tokens"].tolist(), data["token_indices"].tolist()
+        assert "".join(tokens[i] for i in indices).replace("</w>", "") == "bird"
+        np.testing.assert_array_equal(data["boxes"], [[4, 6, 10, 12]])
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert skipped["sample_id"].tolist() == ["y"] and "none of the words" in skipped["reason"][0]
+    result = CliRunner().invoke(app, ["localize", "--model", str(tiny_model_dir), "--index", str(natural_index),
+                                      "--out", str(tmp_path / "imp"), "--prompt", "impression"])
+    assert isinstance(result.exception, InputDataError) and "no report impressions" in str(result.exception)

@@ -93,3 +93,17 @@ def test_bad_rows_are_skipped_with_a_reason(tmp_path):
     assert reasons[0] == "image file not found" and reasons[1].startswith("mask size (10, 10) differs")
     with pytest.raises(InputDataError, match="line 3"):
         load_concept_rows(csv, tmp_path, tmp_path)
+
+
+def test_refine_masks_csv_works_as_concept_csv_through_category_name(tmp_path, tiny_tokenizer):
+    csv = write_concepts(tmp_path)
+    frame = pd.read_csv(csv, keep_default_na=False).drop(columns=["concept", "prompt"])
+    frame["category_name"] = "dog"  # what `cxr-fgbg refine` writes for a natural index's concept
+    frame.to_csv(csv, index=False)
+    rows = load_concept_rows(csv, tmp_path, tmp_path)
+    dataset = ConceptMaskDataset(rows, tmp_path, tmp_path, tiny_tokenizer, 64, 1, (16, 16),
+                                 FgbgSettings(p_foreground=1.0, rectangle=SMALL_GRID), seed=7)
+    assert [r["concept"] for r in rows] == ["dog"] * 3 and dataset[0]["text"] == "a photo of a dog"
+    frame.drop(columns=["category_name"]).to_csv(csv, index=False)
+    with pytest.raises(InputDataError, match="prompt or concept"):
+        load_concept_rows(csv, tmp_path, tmp_path)

@@ -1,10 +1,11 @@
-"""Batch localisation over the MS-CXR index: one `.npz` heat map per sample, `heatmaps.csv`, `skipped.csv`.
+"""Batch localisation over an index: one `.npz` heat map per sample, `heatmaps.csv`, `skipped.csv`.
 
 Reads the folder written by `cxr-fgbg index` (`ms_cxr.csv`, `index.json`, `studies.csv` for impression
-prompts) and writes the "Heat maps" format of docs/architecture.md. Several samples share each U-Net
-forward pass; a sample whose `.npz` already exists is kept, so an interrupted run resumes. A sample is
-skipped, with its reason in `skipped.csv`, when its image cannot be read, its class has no words, or
-none of its words is in the (truncated) prompt: a NaN map is never written.
+prompts) or by `cxr-fgbg index-natural` (`samples.csv`), and writes the "Heat maps" format of
+docs/architecture.md. Several samples share each U-Net forward pass; a sample whose `.npz` already
+exists is kept, so an interrupted run resumes. A sample is skipped, with its reason in `skipped.csv`,
+when its image cannot be read, its class has no words, or none of its words is in the (truncated)
+prompt: a NaN map is never written.
 """
 
 from __future__ import annotations
@@ -58,23 +59,38 @@ class _Job:
 
 
 def read_index(index_dir: str | os.PathLike[str], prompt_source: str = "phrase") -> tuple[list[dict], Path]:
-    """Rows of `ms_cxr.csv` with a `prompt` column, and the image root from `index.json`."""
+    """Rows to localise, each with a `prompt` column, and the image root from `index.json`.
+
+    An MS-CXR index (`ms_cxr.csv`, from `cxr-fgbg index`) or a natural-image index (`samples.csv`, from
+    `cxr-fgbg index-natural`): there the concept word is the word whose attention is read and the
+    sample's prompt ("a photo of a bird") the conditioning text.
+    """
+    folder = Path(index_dir)
+    meta = folder / "index.json"
+    root = folder
+    if meta.is_file():
+        try:
+            recorded = json.loads(meta.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputDataError(f"{meta}: not valid JSON ({exc})") from exc
+        root = Path(recorded.get("mimic_root") or recorded.get("root") or folder)
+    if not (folder / "ms_cxr.csv").is_file() and (folder / "samples.csv").is_file():
+        return _natural_rows(folder / "samples.csv", prompt_source), root
+    return _ms_cxr_rows(folder, prompt_source), root
+
+
+def _ms_cxr_rows(folder: Path, prompt_source: str) -> list[dict]:
     import pandas as pd
 
-    folder = Path(index_dir)
-    table, meta = folder / "ms_cxr.csv", folder / "index.json"
+    table = folder / "ms_cxr.csv"
     if not table.is_file():
-        raise InputDataError(f"{table}: not found (run `cxr-fgbg index` with --ms-cxr first)")
+        raise InputDataError(
+            f"{table}: not found (run `cxr-fgbg index` with --ms-cxr, or `cxr-fgbg index-natural` for samples.csv)"
+        )
     frame = pd.read_csv(table, dtype=str, keep_default_na=False)
     missing = [c for c in _REQUIRED if c not in frame.columns]
     if missing:
         raise InputDataError(f"{table}: missing column(s) {', '.join(missing)}")
-    root = folder
-    if meta.is_file():
-        try:
-            root = Path(json.loads(meta.read_text(encoding="utf-8")).get("mimic_root") or folder)
-        except json.JSONDecodeError as exc:
-            raise InputDataError(f"{meta}: not valid JSON ({exc})") from exc
     rows = frame.to_dict("records")
     if prompt_source == "phrase":
         for row in rows:
@@ -91,7 +107,21 @@ def read_index(index_dir: str | os.PathLike[str], prompt_source: str = "phrase")
             row["prompt"] = impressions.get(row["dicom_id"], "")
     else:
         raise InputDataError(f"unknown prompt source {prompt_source!r}: use phrase or impression")
-    return rows, root
+    return rows
+
+
+def _natural_rows(table: Path, prompt_source: str) -> list[dict]:
+    """samples.csv rows in the shape of MS-CXR rows: the concept is the class and its words are read."""
+    from cxr_fgbg.io import read_table
+
+    if prompt_source != "phrase":
+        raise InputDataError(f"{table}: a natural-image index has no report impressions; use --prompt phrase")
+    frame = read_table(table, ("sample_id", "image_path", "concept", "prompt", "boxes"))
+    rows = []
+    for row in frame.to_dict("records"):
+        rows.append({**row, "dicom_id": row["sample_id"], "category_name": row["concept"],
+                     "label_text": row["prompt"], "words": tuple(str(row["concept"]).split())})
+    return rows
 
 
 def _boxes(row: dict[str, Any]) -> np.ndarray:
@@ -113,7 +143,7 @@ def localize_index(
     limit: int | None = None,
     progress: bool = True,
 ) -> LocalizeSummary:
-    """Heat maps and preliminary masks for every MS-CXR sample of the index (resumable)."""
+    """Heat maps and preliminary masks for every sample of the index (resumable)."""
     from tqdm.auto import tqdm
 
     settings = localizer.settings
@@ -186,7 +216,7 @@ def _plan(localizer: Localizer, row: dict[str, Any], vocabulary: dict, position:
         skipped.add(where, "empty prompt (no label_text / impression for this image)", sample_id=sid)
         return None
     try:
-        words = words_for(row["category_name"], vocabulary)
+        words = row.get("words") or words_for(row["category_name"], vocabulary)
     except KeyError:
         skipped.add(where, f"no words for finding {row['category_name']!r} (localize.vocabulary)", sample_id=sid)
         return None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cxr_fgbg.cli.common import config_option, load_cli_config, set_option
+from cxr_fgbg.cli.common import config_option, load_cli_config, resolve_model_folder, set_option
 
 FINETUNE_HELP = (
     "Fine-tune a latent diffusion model (a local Stable-Diffusion-layout folder) on image/text pairs.\n\n"
@@ -53,19 +53,13 @@ def finetune(
     from cxr_fgbg.config import dump_config
     from cxr_fgbg.errors import ConfigError
     from cxr_fgbg.io import SkippedLog
-    from cxr_fgbg.paths_settings import require_paths
     from cxr_fgbg.training.loop import finetune as run_finetune
     from cxr_fgbg.training.loop import load_model_folder
     from cxr_fgbg.training.sources import concept_dataset, impression_dataset, latent_grid
 
     cfg = load_cli_config(config, [*overrides, *([f"finetune.steps={steps}"] if steps else [])])
     settings = cfg.finetune
-    model_dir = model
-    if model_dir is None:
-        key = "model" if cfg.paths.model is not None else "model.path" if cfg.model.path is not None else None
-        if key is None:
-            raise ConfigError("no model folder: pass --model DIR or set paths.model (or model.path) in the config")
-        model_dir = require_paths(cfg, key, source=config, flags={key: "--model"})[key]
+    model_dir = resolve_model_folder(model, cfg, config)
     pipeline = load_model_folder(model_dir)
     size = settings.resolution or int(pipeline.vae.config.sample_size)
     channels = int(pipeline.vae.config.in_channels)

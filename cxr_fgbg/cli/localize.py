@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cxr_fgbg.cli.common import config_option, load_cli_config, set_option
+from cxr_fgbg.cli.common import config_option, load_cli_config, resolve_model_folder, set_option
 
 LOCALIZE_HELP = (
     "Read a disease heat map for every MS-CXR sample from the diffusion model's cross-attention.\n\n"
@@ -16,6 +16,8 @@ LOCALIZE_HELP = (
     "threshold) and the MS-CXR boxes, to OUT/maps/SAMPLE.npz, indexed by OUT/heatmaps.csv. Samples whose "
     "prompt lacks the finding's words, or whose image cannot be read, are listed in OUT/skipped.csv. "
     "Rerunning keeps the maps already written.\n\n"
+    "A natural-image index (`cxr-fgbg index-natural`) works the same way: the attention of the concept word "
+    "(e.g. 'bird') in each sample's prompt ('a photo of a bird') is read.\n\n"
     "Example: cxr-fgbg localize --model models/roentgen --index index/ --out heatmaps/ --prompt phrase"
 )
 
@@ -25,7 +27,8 @@ def localize(
         None, "--model", "-m", help="The diffusion model: a diffusers folder (default: paths.model, else model.path "
         "in the config).", file_okay=False,
     ),
-    index: Path = typer.Option(..., "--index", "-i", help="Folder written by `cxr-fgbg index` (ms_cxr.csv).",
+    index: Path = typer.Option(..., "--index", "-i", help="Folder written by `cxr-fgbg index` (ms_cxr.csv) or by "
+                               "`cxr-fgbg index-natural` (samples.csv).",
                                file_okay=False),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (maps/, heatmaps.csv, skipped.csv)."),
     prompt: str | None = typer.Option(
@@ -43,14 +46,9 @@ def localize(
     from cxr_fgbg.config import dump_config
     from cxr_fgbg.errors import ConfigError
     from cxr_fgbg.io import write_text_atomic
-    from cxr_fgbg.paths_settings import require_paths
 
     full = load_cli_config(config, overrides)
-    if model is None:
-        key = "model" if full.paths.model is not None else "model.path" if full.model.path is not None else None
-        if key is None:
-            raise ConfigError("no model folder: pass --model DIR or set paths.model (or model.path) in the config")
-        model = require_paths(full, key, source=config, flags={key: "--model"})[key]
+    model = resolve_model_folder(model, full, config)
     settings = full.localize
     if prompt is not None:
         if prompt not in ("phrase", "impression"):

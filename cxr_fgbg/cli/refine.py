@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cxr_fgbg.cli.common import config_option, load_cli_config, set_option
+from cxr_fgbg.cli.common import config_option, load_cli_config, resolve_model_folder, set_option
 
 
 def refine(
@@ -15,7 +15,7 @@ def refine(
     model: Path | None = typer.Option(
         None, "--model", "-m",
         help="Diffusers folder of the model fine-tuned for foreground/background generation "
-        "(default: model.path of the config). Not needed for --method crop or pre.",
+        "(default: paths.model, else model.path in the config). Not needed for --method crop or pre.",
     ),
     method: str | None = typer.Option(
         None, "--method",
@@ -31,7 +31,6 @@ def refine(
 ) -> None:
     """Refined masks M from the heat maps (see HELP)."""
     from cxr_fgbg.config import dump_config
-    from cxr_fgbg.errors import ConfigError
     from cxr_fgbg.io import write_text_atomic
     from cxr_fgbg.masks.refine import run_refine
 
@@ -44,9 +43,7 @@ def refine(
     if settings.method == "inpaint":
         from cxr_fgbg.masks.inpaint import load_pipeline
 
-        path = model or (Path(cfg.model.path) if cfg.model.path else None)
-        if path is None:
-            raise ConfigError("--model is required for --method inpaint (or set model.path in the config)")
+        path = resolve_model_folder(model, cfg, config, purpose="for --method inpaint")
         pipe = load_pipeline(str(path), settings.device)
     out.mkdir(parents=True, exist_ok=True)
     cfg.masks.refine = settings

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cxr_fgbg.cli.common import config_option, load_cli_config, set_option
+from cxr_fgbg.cli.common import config_option, load_cli_config, resolve_model_folder, set_option
 
 
 def synthesize(
@@ -14,7 +14,9 @@ def synthesize(
         ..., "--prompt", "-p", help="Foreground prompt y_f, e.g. 'Small left pleural effusion.'"
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    model: Path | None = typer.Option(None, "--model", "-m", help="Diffusers folder (default: model.path)."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Diffusers folder (default: paths.model, else model.path in the config)."
+    ),
     background_prompt: str | None = typer.Option(
         None, "--background-prompt", help="y_b (default: masks.refine.background_prompt of the config)."
     ),
@@ -36,9 +38,7 @@ def synthesize(
     from cxr_fgbg.masks.inpaint import load_pipeline
 
     cfg = load_cli_config(config, overrides)
-    path = model or (Path(cfg.model.path) if cfg.model.path else None)
-    if path is None:
-        raise ConfigError("--model is required (or set model.path in the config)")
+    path = resolve_model_folder(model, cfg, config)
     y_b = background_prompt or cfg.masks.refine.background_prompt
     pipe = load_pipeline(str(path), cfg.masks.refine.device)
     out.mkdir(parents=True, exist_ok=True)

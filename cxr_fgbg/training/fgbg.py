@@ -231,11 +231,14 @@ def load_concept_rows(
     if not csv_path.is_file():
         raise InputDataError(f"concept CSV not found: {csv_path}")
     frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    if not ({"prompt", "concept"} & set(frame.columns)) and "category_name" in frame.columns:
+        # `cxr-fgbg refine`'s masks.csv names the class in category_name (the concept for a natural index)
+        frame["concept"] = frame["category_name"]
     missing = {"image_path", "mask_path"} - set(frame.columns)
     if missing or not ({"prompt", "concept"} & set(frame.columns)):
         raise InputDataError(
-            f"{csv_path}: needs columns image_path, mask_path and prompt or concept; "
-            f"has {list(frame.columns)}"
+            f"{csv_path}: needs columns image_path, mask_path and prompt or concept (or category_name, as in "
+            f"refine's masks.csv); has {list(frame.columns)}"
         )
     rows = []
     for number, row in enumerate(frame.to_dict("records"), start=2):

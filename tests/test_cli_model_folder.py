@@ -1,0 +1,29 @@
+"""One rule for the model folder of every model-loading command: --model, else paths.model, else model.path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cxr_fgbg.cli.common import resolve_model_folder
+from cxr_fgbg.config import load_config
+from cxr_fgbg.errors import ConfigError
+
+
+def test_flag_wins_then_paths_model_then_model_path(tmp_path: Path) -> None:
+    a, b, c = (tmp_path / name for name in "abc")
+    for folder in (a, b, c):
+        folder.mkdir()
+    both = load_config(None, [f"paths.model={b}", f"model.path={c}"])
+    assert resolve_model_folder(a, both, None) == a
+    assert resolve_model_folder(None, both, None) == b
+    assert resolve_model_folder(None, load_config(None, [f"model.path={c}"]), None) == c
+
+
+def test_missing_model_folder_errors_name_the_way_out(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no model folder for --method inpaint: pass --model DIR or set paths.model"):
+        resolve_model_folder(None, load_config(None, []), None, purpose="for --method inpaint")
+    gone = tmp_path / "gone"
+    with pytest.raises(ConfigError, match=r"paths.model = .*gone.*no such file or folder; pass --model"):
+        resolve_model_folder(None, load_config(None, [f"paths.model={gone}"]), None)
