@@ -142,6 +142,18 @@ class SkippedLog:
             counts[row["reason"]] = counts.get(row["reason"], 0) + 1
         return counts
 
+    def summary(self, noun: str = "sample") -> str:
+        """One log line that stays short however many items were skipped: the count of each reason (most
+        frequent first) and where the full list is, e.g. '3 samples skipped: 2 image file not found,
+        1 empty M_pre; see out/skipped.csv'. Reasons aggregate only when they are fixed phrases; the
+        item's path belongs in the `path` column, not in the reason."""
+        total = len(self)
+        if total == 0:
+            return f"no {noun}s skipped"
+        ranked = sorted(self.reasons().items(), key=lambda item: (-item[1], item[0]))
+        counts = ", ".join(f"{count} {reason}" for reason, count in ranked)
+        return f"{total} {noun}{'' if total == 1 else 's'} skipped: {counts}; see {self.path}"
+
     def write(self) -> Path:
         """Write the file (also when empty, so a reader can tell that nothing was skipped)."""
         columns = list(SKIPPED_COLUMNS)

@@ -22,7 +22,8 @@ def test_flag_wins_then_paths_model_then_model_path(tmp_path: Path) -> None:
 
 
 def test_missing_model_folder_errors_name_the_way_out(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no model folder for --method inpaint: pass --model DIR or set paths.model"):
+    expected = r"no model folder for --method inpaint: pass --model DIR or set paths\.model"
+    with pytest.raises(ConfigError, match=expected):
         resolve_model_folder(None, load_config(None, []), None, purpose="for --method inpaint")
     gone = tmp_path / "gone"
     with pytest.raises(ConfigError, match=r"paths.model = .*gone.*no such file or folder; pass --model"):

@@ -192,6 +192,70 @@ def test_mask_evaluation_against_phantom_masks_and_boxes(tmp_path):
     assert not math.isnan(result.summary["macro"]["iou"]["mean"])
 
 
+def test_mask_evaluation_pools_per_split_beside_the_all_background_prediction(tmp_path):
+    """Known counts: x (test) 16 of 20 object pixels found; y (validate) 4 found, 4 false; 10x10 images."""
+    truth_x, pred_x = np.zeros((10, 10), bool), np.zeros((10, 10), bool)
+    truth_x[0:4, 0:5], pred_x[0:4, 0:4] = True, True  # tp 16, fn 4, tn 80
+    truth_y, pred_y = np.zeros((10, 10), bool), np.zeros((10, 10), bool)
+    truth_y[5:7, 5:9], pred_y[5:6, 5:9], pred_y[0:1, 0:4] = True, True, True  # tp 4, fp 4, fn 4, tn 88
+    for name, truth, pred in (("x", truth_x, pred_x), ("y", truth_y, pred_y)):
+        _png(tmp_path / "data" / "gt" / f"{name}.png", truth)
+        _png(tmp_path / "p" / f"{name}.png", pred)
+    # samples.csv given as a file: its mask paths are relative to the root recorded in index.json beside it
+    (tmp_path / "idx").mkdir()
+    (tmp_path / "idx" / "index.json").write_text(json.dumps({"root": str(tmp_path / "data")}))
+    pd.DataFrame([
+        {"sample_id": "x", "concept": "disc", "mask_path": "gt/x.png", "split": "test"},
+        {"sample_id": "y", "concept": "disc", "mask_path": "gt/y.png", "split": "validate"},
+    ]).to_csv(tmp_path / "idx" / "samples.csv", index=False)
+    pd.DataFrame([{"sample_id": n, "mask_path": f"{n}.png"} for n in ("x", "y")]).to_csv(
+        tmp_path / "p" / "masks.csv", index=False)
+
+    result = evaluate_masks(tmp_path / "p" / "masks.csv", tmp_path / "idx" / "samples.csv", tmp_path / "ev", FAST,
+                            progress=False)
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary))
+    pooled = summary["pooled"]
+    assert pooled["splits"]["test"]["iou"] == pytest.approx(16 / 20)
+    assert pooled["splits"]["test"]["miou_fg_bg"] == pytest.approx((16 / 20 + 80 / 84) / 2)
+    assert pooled["splits"]["validate"]["iou"] == pytest.approx(4 / 12)
+    assert pooled["all"]["iou"] == pytest.approx(20 / 32) and pooled["all"]["accuracy"] == pytest.approx(188 / 200)
+    assert pooled["classes"]["disc"] == pooled["all"]
+    assert summary["counts"] == {"all": 2, "classes": {"disc": 2}, "splits": {"test": 1, "validate": 1}}
+    empty = summary["baselines"]["all_background"]
+    assert empty["pooled"]["all"]["iou"] == 0.0 and empty["pooled"]["all"]["accuracy"] == pytest.approx(172 / 200)
+    assert empty["pooled"]["splits"]["test"]["miou_fg_bg"] == pytest.approx(80 / 100 / 2)
+    assert empty["classes"]["disc"]["iou"]["mean"] == 0.0
+    assert empty["classes"]["disc"]["accuracy"]["mean"] == pytest.approx((80 / 100 + 92 / 100) / 2)
+    assert result.per_sample.set_index("sample_id").loc["y", "all_background__enclosing_box_iou"] == 0.0
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert "all-background prediction" in report and "split validate" in report
+
+
+def test_segment_evaluate_is_the_same_scoring_as_evaluate_masks(tmp_path):
+    from cxr_fgbg.cli.app import app
+
+    truth, pred = np.zeros((10, 10), bool), np.zeros((10, 10), bool)
+    truth[0:4, 0:5], pred[0:4, 0:4] = True, True
+    _png(tmp_path / "gt" / "x.png", truth)
+    _png(tmp_path / "pred" / "masks" / "x.png", pred)
+    pd.DataFrame([{"sample_id": "x", "mask_path": "x.png", "split": "test"}]).to_csv(
+        tmp_path / "gt" / "truth.csv", index=False)
+    pd.DataFrame([{"sample_id": "x", "mask_path": "masks/x.png"}]).to_csv(tmp_path / "pred" / "masks.csv", index=False)
+    fast = ["--set", "evaluate.bootstrap_samples=20", "--set", "evaluate.figures=false", "--no-progress"]
+    runner = CliRunner()
+    res = runner.invoke(app, ["segment", "evaluate", "--predictions", str(tmp_path / "pred"),
+                              "--truth", str(tmp_path / "gt" / "truth.csv"), "--out", str(tmp_path / "a"), *fast])
+    assert res.exit_code == 0, res.output
+    assert "pooled test: accuracy 0.960, iou 0.800" in res.output and "all-background: iou 0.000" in res.output
+    res = runner.invoke(app, ["evaluate", "--masks", str(tmp_path / "pred"), "--ground-truth",
+                              str(tmp_path / "gt" / "truth.csv"), "--out", str(tmp_path / "b"), *fast])
+    assert res.exit_code == 0, res.output
+    a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("a", "b"))
+    assert a["pooled"] == b["pooled"] and a["baselines"] == b["baselines"] and a["classes"] == b["classes"]
+    assert (tmp_path / "a" / "config.yaml").is_file() and (tmp_path / "a" / "report.md").is_file()
+
+
 def test_overlay_image_is_found_under_the_root_and_resized_to_the_map(tmp_path):
     from cxr_fgbg.evaluation.images import load_display_image, resolve_path
 

@@ -64,6 +64,21 @@ def test_skipped_log_writes_resumes_and_deduplicates(tmp_path):
     assert len(fresh) == 0
 
 
+def test_skipped_summary_counts_reasons_most_frequent_first(tmp_path):
+    log = SkippedLog(tmp_path / "skipped.csv")
+    assert log.summary() == "no samples skipped"
+    for name in ("a", "b", "c"):
+        log.add(f"maps/{name}.npz", "image file not found")
+    log.add("maps/d.npz", "empty M_pre")
+    log.add("maps/e.npz", "bad geometry")
+    assert log.summary() == (
+        f"5 samples skipped: 3 image file not found, 1 bad geometry, 1 empty M_pre; see {tmp_path / 'skipped.csv'}"
+    )
+    one = SkippedLog(tmp_path / "other.csv")
+    one.add("x.png", "unreadable")
+    assert one.summary("mask") == f"1 mask skipped: 1 unreadable; see {tmp_path / 'other.csv'}"
+
+
 def test_empty_skipped_log_still_writes_a_header(tmp_path):
     path = SkippedLog(tmp_path / "skipped.csv").write()
     assert path.read_text().strip() == "path,reason"

@@ -17,10 +17,11 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from cxr_fgbg.data.geometry import Geometry
+from cxr_fgbg.evaluation.run_masks import evaluate_masks
+from cxr_fgbg.evaluation.settings import EvaluateSettings
 from cxr_fgbg.masks.gmm import binarize_gmm
 from cxr_fgbg.masks.refine import run_refine
 from cxr_fgbg.masks.settings import RefineSettings
-from cxr_fgbg.segmentation.evaluate import evaluate_masks
 from cxr_fgbg.segmentation.predict import run_predict
 from cxr_fgbg.segmentation.settings import SegmentSettings
 from cxr_fgbg.segmentation.train import train_segmenter
@@ -107,8 +108,11 @@ def test_natural_images_end_to_end(tiny_tokenizer, tmp_path):
         m = np.asarray(Image.open(tmp_path / "M" / row["mask_path"])) > 0
         p = np.asarray(Image.open(tmp_path / "M_pre" / "masks" / f"{row['sample_id']}.png")) > 0
         assert m.shape == (SIZE, SIZE) and not (m & ~p).any()
-    crop_scores = evaluate_masks(crop.masks_csv, data / "samples.csv")["pooled"]["all"]
-    pre_scores = evaluate_masks(pre.masks_csv, data / "samples.csv")["pooled"]["all"]
+    fast = EvaluateSettings(bootstrap_samples=0, figures=False)
+    crop_scores = evaluate_masks(crop.masks_csv, data / "samples.csv", tmp_path / "eval_crop", fast,
+                                 progress=False).summary["pooled"]["all"]
+    pre_scores = evaluate_masks(pre.masks_csv, data / "samples.csv", tmp_path / "eval_pre", fast,
+                                progress=False).summary["pooled"]["all"]
     assert crop_scores["iou"] > 0.5 and pre_scores["iou"] > 0.5  # both follow the objects
 
     # U-Net on M_pre (ground-truth-like) and, to show the chain runs, a few steps on M
@@ -121,8 +125,10 @@ def test_natural_images_end_to_end(tiny_tokenizer, tmp_path):
     predicted = run_predict(model.model_path, data / "samples.csv", tmp_path / "pred", splits=["test"],
                             show_progress=False)
     assert predicted.written == N_TEST
-    summary = evaluate_masks(predicted.masks_csv, data / "samples.csv", tmp_path / "eval")
-    unet, empty = summary["pooled"]["test"], summary["baselines"]["all_background"]["test"]
-    assert (tmp_path / "eval" / "per_sample.csv").is_file() and summary["counts"]["test"] == N_TEST
+    summary = evaluate_masks(predicted.masks_csv, data / "samples.csv", tmp_path / "eval", fast,
+                             progress=False).summary
+    unet = summary["pooled"]["splits"]["test"]
+    empty = summary["baselines"]["all_background"]["pooled"]["splits"]["test"]
+    assert (tmp_path / "eval" / "per_sample.csv").is_file() and summary["counts"]["splits"]["test"] == N_TEST
     assert unet["iou"] > 0.3 > empty["iou"]
     assert unet["miou_fg_bg"] > empty["miou_fg_bg"] + 0.1

@@ -126,6 +126,53 @@ def test_flip_background_known_indices():
     assert flip_background_in(image, np.ones((6, 8), dtype=bool)) is None
 
 
+def test_flip_fills_each_blob_of_a_mask_spanning_the_image_from_background_only():
+    image = (10 * np.arange(6)[:, None] + np.arange(10)[None]).astype(np.float32)[None]  # value = 10 row + col
+    pre = np.zeros((6, 10), dtype=bool)
+    pre[0:4, 0:5] = True  # blob A, touching the top and left edges
+    pre[2:6, 8:10] = True  # blob B, touching the bottom and right edges: together their box spans the image
+    assert background_strip(pre) is None  # the whole-mask reading had nothing to flip here
+    filled = flip_background_in(image, pre)[0]
+    # A: the right strip (cols 5-9) mirrored; where that source is B (rows 2-3, cols 8-9), the bottom strip
+    assert np.array_equal(filled[0:4, 0:5], [[9, 8, 7, 6, 5], [19, 18, 17, 16, 15],
+                                             [50, 51, 27, 26, 25], [40, 41, 37, 36, 35]])
+    # B: the left strip (cols 0-7) mirrored, sources in col 7 then 6, all background
+    assert np.array_equal(filled[2:6, 8:10], [[27, 26], [37, 36], [47, 46], [57, 56]])
+    assert np.array_equal(filled[~pre], image[0][~pre])
+
+
+def test_flip_falls_back_to_the_mean_of_usable_background():
+    image = (10 * np.arange(4)[:, None] + np.arange(4)[None]).astype(np.float32)[None]
+    ring = np.ones((4, 4), dtype=bool)
+    ring[1, 1] = ring[2, 2] = False  # one component whose box is the image: no strip at all
+    filled = flip_background_in(image, ring)[0]
+    assert np.array_equal(filled[ring], np.full(14, (11 + 22) / 2)) and filled[1, 1] == 11 and filled[2, 2] == 22
+    wide = (10 * np.arange(4)[:, None] + np.arange(8)[None]).astype(np.float32)[None]
+    pre = np.zeros((4, 8), dtype=bool)
+    pre[:, 5:8] = True  # left strip only; its mirrored columns 4 and 3 lie outside the valid area
+    valid = np.ones((4, 8), dtype=bool)
+    valid[:, 3:5] = False
+    filled = flip_background_in(wide, pre, valid)[0]
+    mean_usable = 10 * 1.5 + 1  # columns 0-2 of rows 0-3
+    assert np.array_equal(filled[:, 5:8], [[mean_usable, mean_usable, 10 * r + 2] for r in range(4)])
+    assert flip_background_in(image, np.zeros((4, 4), dtype=bool)) is None
+    assert flip_background_in(wide, pre, valid=pre) is None  # no usable background
+
+
+def test_crop_ablation_finds_both_blobs_of_a_bilateral_finding():
+    yy, xx = np.mgrid[:48, :48]
+    image = (0.1 + 0.02 * np.sin(xx / 3.0))[None].astype(np.float32)  # faint texture along the columns
+    discs = ((yy - 8) ** 2 + (xx - 8) ** 2 <= 25) | ((yy - 39) ** 2 + (xx - 39) ** 2 <= 25)
+    image[0][discs] = 0.9
+    pre = np.zeros((48, 48), dtype=bool)
+    pre[0:17, 0:17] = pre[31:48, 31:48] = True
+    out = crop_ablation_mask(image, pre)
+    assert out.reason is None
+    assert (out.mask & discs).sum() / (out.mask | discs).sum() > 0.85
+    nothing = crop_ablation_mask(image, np.ones((48, 48), dtype=bool))
+    assert nothing.reason is not None and not nothing.mask.any()
+
+
 def test_crop_ablation_finds_the_object():
     yy, xx = np.mgrid[:48, :48]
     image = (0.1 + 0.02 * np.sin(xx / 3.0))[None].astype(np.float32)  # faint texture
@@ -189,6 +236,31 @@ def test_run_refine_writes_original_coordinates_and_resumes(tiny_pipeline, tmp_p
     assert pre_run.written == 2  # 'empty' and 'missing' (no image for the U-Net) are skipped
     exported = np.asarray(Image.open(tmp_path / "pre" / "masks" / "a.png")) > 0
     assert np.array_equal(exported, np.load(tmp_path / "maps" / "a.npz")["mask_pre"] > 0)
+
+
+def test_run_refine_skip_reasons_are_fixed_phrases_counted_in_one_log_line(tmp_path, caplog):
+    (tmp_path / "maps").mkdir()
+    good = _write_case(tmp_path, "good", (32, 32), (8, 16, 8, 16), Geometry.identity((32, 32)))
+    empty = _write_case(tmp_path, "empty", (32, 32), (0, 0, 0, 0), Geometry.identity((32, 32)),
+                        mask_pre=np.zeros((32, 32), np.uint8))
+    lost = [{**_write_case(tmp_path, f"lost{k}", (32, 32), (8, 16, 8, 16), Geometry.identity((32, 32))),
+             "image_path": path} for k, path in ((1, "nope1.png"), (2, "sub/nope2.png"))]
+    rows = [good, empty, *lost, {**good, "sample_id": "nomap", "npz_path": "maps/nomap.npz"}]
+    pd.DataFrame(rows).to_csv(tmp_path / "heatmaps.csv", index=False)
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="cxr_fgbg.masks.refine"):
+        run = run_refine(tmp_path / "heatmaps.csv", out, settings=RefineSettings(method="pre"), show_progress=False)
+    assert run.written == 1 and run.skipped == 4
+    skipped = pd.read_csv(out / "skipped.csv", dtype=str, keep_default_na=False).set_index("sample_id")
+    assert skipped.loc["lost1", "reason"] == skipped.loc["lost2", "reason"] == "image file not found"
+    assert skipped.loc["lost2", "image_path"] == str(tmp_path / "sub" / "nope2.png")  # the path is in a column
+    assert skipped.loc["lost2", "path"] == "maps/lost2.npz"
+    assert skipped.loc["nomap", "reason"] == "heat-map file not found"
+    assert skipped.loc["empty", "reason"] == "M_pre is empty: nothing to refine"
+    expected = (f"refine: 4 samples skipped: 2 image file not found, 1 M_pre is empty: nothing to refine, "
+                f"1 heat-map file not found; see {out / 'skipped.csv'}")
+    assert expected in caplog.messages
+    assert any("--image-root" in message for message in caplog.messages)
 
 
 def test_refine_masks_in_memory_matches_shapes(tiny_pipeline):

@@ -1,8 +1,6 @@
-"""Segmentation stage: geometry of the protocol, no flips, seeded resumable training, prediction, scores."""
+"""Segmentation stage: geometry of the protocol, no flips, seeded resumable training, prediction."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pandas as pd
@@ -11,7 +9,6 @@ import torch
 from PIL import Image
 
 from cxr_fgbg.segmentation.data import load_prepared, read_records, shorter_side_geometry, train_crop
-from cxr_fgbg.segmentation.evaluate import evaluate_masks
 from cxr_fgbg.segmentation.predict import predict_image
 from cxr_fgbg.segmentation.settings import SegmentSettings
 from cxr_fgbg.segmentation.train import load_segmenter, train_segmenter
@@ -111,24 +108,3 @@ def test_predict_maps_back_to_original_coordinates(mode):
     assert mask.shape == (40, 60)
     assert np.array_equal(mask[:, 20:40], image[0, :, 20:40] > 0.5)
     assert mask[10:30, 2:12].all() == (mode == "sliding_window")
-
-
-def test_evaluate_pooled_scores_known_values(tmp_path):
-    truth = np.zeros((10, 10), dtype=np.uint8)
-    truth[0:4, 0:5] = 255  # 20 pixels
-    pred = np.zeros((10, 10), dtype=np.uint8)
-    pred[0:4, 0:4] = 255  # 16 pixels, all inside
-    (tmp_path / "t").mkdir()
-    (tmp_path / "p").mkdir()
-    Image.fromarray(truth).save(tmp_path / "t" / "x.png")
-    Image.fromarray(pred).save(tmp_path / "p" / "x.png")
-    pd.DataFrame([{"sample_id": "x", "mask_path": "x.png", "split": "test"}]).to_csv(
-        tmp_path / "t" / "gt.csv", index=False)
-    pd.DataFrame([{"sample_id": "x", "image_path": "i.png", "mask_path": "x.png"}]).to_csv(
-        tmp_path / "p" / "masks.csv", index=False)
-    summary = evaluate_masks(tmp_path / "p" / "masks.csv", tmp_path / "t" / "gt.csv", tmp_path / "ev")
-    s = summary["pooled"]["all"]
-    assert s["iou"] == pytest.approx(16 / 20) and s["accuracy"] == pytest.approx(96 / 100)
-    assert s["miou_fg_bg"] == pytest.approx((16 / 20 + 80 / 84) / 2)
-    assert summary["baselines"]["all_background"]["all"]["iou"] == 0.0
-    assert json.loads((tmp_path / "ev" / "summary.json").read_text())["counts"] == {"all": 1, "test": 1}

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cxr_fgbg.cli.common import config_option, load_cli_config, set_option
+from cxr_fgbg.cli.evaluate import TRUTH_ROOT_HELP, score_masks
 
 segment_app = typer.Typer(
     help="Train a U-Net on (image, mask) pairs, predict masks with it, and score masks against ground truth.",
@@ -66,19 +67,35 @@ def predict(
 
 @segment_app.command("evaluate")
 def evaluate(
-    predictions: Path = typer.Option(..., "--predictions", help="masks.csv of the masks to score."),
-    truth: Path = typer.Option(
-        ..., "--truth", help="Ground-truth table with mask_path (the phantom's ground_truth.csv, a samples.csv...)."
+    predictions: Path = typer.Option(
+        ..., "--predictions", "--masks",
+        help="masks.csv of the masks to score, or its folder (`segment predict` or `refine` output).",
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: per_sample.csv, summary.json."),
-    truth_root: Path | None = typer.Option(None, "--truth-root", help="Folder the truth mask paths are relative to."),
+    truth: Path = typer.Option(
+        ..., "--truth", "--ground-truth",
+        help="Ground-truth masks or boxes: the phantom's ground-truth/ folder or its ground_truth.csv, an index "
+        "folder (samples.csv or ms_cxr.csv), a CSV with sample_id and mask_path or boxes, or a folder of "
+        "{sample_id}.png. See docs/metrics.md.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder: per_sample.csv, summary.json, report.md/html, skipped.csv."
+    ),
+    index: Path | None = typer.Option(
+        None, "--index", help="Index folder whose ms_cxr.csv maps sample_id to (dicom_id, category_name)."
+    ),
+    truth_root: Path | None = typer.Option(None, "--truth-root", help=TRUTH_ROOT_HELP),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    config: Path | None = config_option(),
+    overrides: list[str] = set_option(),
 ) -> None:
-    """Accuracy, IoU and mIoU = (IoU_fg + IoU_bg) / 2, pixels pooled over each split (the paper's convention)."""
-    from cxr_fgbg.segmentation.evaluate import evaluate_masks
+    """Score masks against ground truth: the same scoring as `cxr-fgbg evaluate --masks`.
 
-    summary = evaluate_masks(predictions, truth, out, truth_root=truth_root)
-    for group, scores in summary["pooled"].items():
-        typer.echo(f"{group}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    Accuracy, IoU, Dice and mIoU = (IoU_fg + IoU_bg) / 2 per image (per-class means with 95% intervals) and
+    with the pixels pooled over all images, each class and each split (the paper's convention), beside the
+    all-background prediction.
+    """
+    cfg = load_cli_config(config, overrides)
+    score_masks(predictions, truth, out, cfg, index, truth_root, progress=not no_progress)
 
 
 def register(app: typer.Typer) -> None:

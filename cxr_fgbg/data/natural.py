@@ -184,7 +184,7 @@ def write_natural_index(records: Iterable[NaturalRecord | Skip], root: Path, out
         "box_format": "x, y, w, h in pixels of the image on disk (x, y top-left corner)",
     }
     write_json_atomic(out / "index.json", summary)
-    _LOG.info("%s: %d samples, %d skipped (%s)", dataset, len(frame), len(skipped), skipped.reasons())
+    _LOG.info("%s: %d samples; %s", dataset, len(frame), skipped.summary())
     return summary
 
 

@@ -2,8 +2,9 @@
 
 `--ground-truth` may be (first match wins):
 1. a CSV file with `sample_id` (or `dicom_id` + `category_name`) and `mask_path` (relative to the CSV's
-   folder) or `boxes` (JSON list of [x, y, w, h]; with `image_width`/`image_height` or `width`/`height`
-   the boxes are rescaled to the predicted mask's size);
+   folder, the `root` given, the root of an index.json beside the CSV, or the CSV's parent) or `boxes`
+   (JSON list of [x, y, w, h]; with `image_width`/`image_height` or `width`/`height` the boxes are rescaled
+   to the predicted mask's size);
 2. a folder holding `ground_truth.csv` (the phantom's `ground-truth/` folder), read as in 1;
 3. a folder holding `samples.csv` (natural-image index): `mask_path` relative to the root in its
    index.json when given, else its `boxes`;
@@ -57,12 +58,13 @@ class _Entry:
     size: tuple[float, float] | None  # (width, height) the boxes refer to
 
 
-def _resolve_mask(base: Path, value: str) -> Path:
-    """`value` relative to `base`, else to its parent, else its file name in `base` (tables differ in this)."""
+def _resolve_mask(base: Path, value: str, roots: tuple[Path, ...] = ()) -> Path:
+    """`value` relative to `base`, to one of `roots`, to `base`'s parent, else its file name in `base`
+    (tables differ in this)."""
     path = Path(value)
     if path.is_absolute():
         return path
-    for candidate in (base / path, base.parent / path, base / path.name):
+    for candidate in (base / path, *(root / path for root in roots), base.parent / path, base / path.name):
         if candidate.is_file():
             return candidate
     return base / path
@@ -71,9 +73,10 @@ def _resolve_mask(base: Path, value: str) -> Path:
 class GroundTruth:
     """Ground truth indexed by sample key; `truth_for(row, shape)` gives the boolean mask at `shape`."""
 
-    def __init__(self, source: Path, index_dir: Path | None = None) -> None:
+    def __init__(self, source: Path, index_dir: Path | None = None, root: Path | None = None) -> None:
         self.source = Path(source)
         self.kind, table, base = self._locate(self.source)
+        self.roots = self._roots(self.source, root)
         self.by_sample: dict[str, _Entry] = {}
         self.by_pair: dict[tuple[str, str], _Entry] = {}
         self.folder = base if table is None else None
@@ -106,6 +109,15 @@ class GroundTruth:
             return "ms-cxr-index", read(source / "ms_cxr.csv"), source
         return "folder", None, source
 
+    @staticmethod
+    def _roots(source: Path, root: Path | None) -> tuple[Path, ...]:
+        """More folders relative mask paths may start from: `root`, and the root an index.json beside a
+        CSV records (a natural-image samples.csv given as a file)."""
+        roots = [Path(root)] if root is not None else []
+        if source.is_file() and (source.parent / "index.json").is_file():
+            roots.append(image_root_from_index(source.parent) or source.parent)
+        return tuple(roots)
+
     def _index(self, table: Any, base: Path) -> None:
         columns = set(table.columns)
         if "mask_path" not in columns and "boxes" not in columns:
@@ -113,7 +125,7 @@ class GroundTruth:
         if "sample_id" not in columns and not {"dicom_id", "category_name"} <= columns:
             raise InputDataError(f"{self.source}: ground truth needs sample_id or dicom_id + category_name")
         for number, row in enumerate(table.to_dict("records"), start=2):
-            mask_path = _resolve_mask(base, row["mask_path"]) if row.get("mask_path") else None
+            mask_path = _resolve_mask(base, row["mask_path"], self.roots) if row.get("mask_path") else None
             boxes, size = None, None
             if mask_path is None and row.get("boxes"):
                 try:

@@ -42,7 +42,10 @@ METRIC_TITLES = {
     "miou_fg_bg": "mIoU (IoU_fg + IoU_bg) / 2",
     "enclosing_box_iou": "Enclosing-box IoU (inclusive bounds)",
 }
-BASELINE_TITLES = {"centred_gaussian": "centred Gaussian", "class_location": "class-location prior"}
+BASELINE_TITLES = {
+    "centred_gaussian": "centred Gaussian", "class_location": "class-location prior",
+    "all_background": "all-background prediction",
+}
 
 
 def _fmt(value: float | None) -> str:
@@ -187,8 +190,10 @@ def _figure_lines(figures: dict[str, str]) -> list[str]:
 
 
 def render_segmentation_report(summary: dict[str, Any], figures: dict[str, str]) -> str:
-    """Markdown of a mask evaluation: per-image means with intervals and pixel-pooled scores per class."""
+    """Markdown of a mask evaluation: per-image means with intervals and pixel-pooled scores per class and
+    split, each beside the baselines (an all-background prediction shows what an empty mask already gets)."""
     metrics = list(summary["metrics"])
+    baselines = summary.get("baselines", {})
     lines = ["# cxr-fgbg evaluation: masks against ground truth", ""]
     lines += [
         f"- Predicted masks: `{summary.get('source', '')}`; ground truth: `{summary.get('ground_truth', '')}`.",
@@ -197,19 +202,40 @@ def render_segmentation_report(summary: dict[str, Any], figures: dict[str, str])
         f"- Per-image means with 95% bootstrap intervals ({summary['bootstrap_samples']} resamples, seed "
         f"{summary['seed']}); `pooled` sums the pixel counts over all images first (the paper's convention).",
     ]
+    lines += [f"- Baseline, {BASELINE_TITLES.get(n, n)}: {b['description']}" for n, b in baselines.items()]
     lines += [f"- {note}" for note in summary.get("notes", [])]
     lines += ["", "## Per-image means", ""]
     rows = [[c, str(e["n"]), *[_cell(e.get(m)) for m in metrics]] for c, e in summary["classes"].items()]
     rows.append(["**macro**", str(summary["macro"]["n"]), *[_cell(summary["macro"].get(m)) for m in metrics]])
+    for name, base in baselines.items():
+        rows.append([f"*{BASELINE_TITLES.get(name, name)}*, macro", str(base["macro"]["n"]),
+                     *[_cell(base["macro"].get(m)) for m in metrics]])
     lines += [*_table(["class", "n", *[METRIC_TITLES.get(m, m) for m in metrics]], rows), ""]
-    pooled = summary["pooled"]
-    pooled_metrics = list(pooled["all"])
     lines += ["## Pooled over all pixels", ""]
-    rows = [[c, *[_fmt(v) for v in p.values()]] for c, p in pooled["classes"].items()]
-    rows.append(["**all**", *[_fmt(pooled["all"][m]) for m in pooled_metrics]])
-    lines += [*_table(["class", *[METRIC_TITLES.get(m, m) for m in pooled_metrics]], rows), ""]
+    lines += _pooled_table(summary["pooled"], baselines, summary.get("counts", {}))
     lines += _figure_lines(figures)
     return "\n".join(lines) + "\n"
+
+
+def _pooled_table(pooled: dict[str, Any], baselines: dict[str, Any], counts: dict[str, Any]) -> list[str]:
+    """One row per class, per split and overall; each split and the whole set again for every baseline
+    (scored on the same samples, hence the same n)."""
+    metrics = list(pooled["all"])
+
+    def row(label: str, scores: dict[str, Any], n: Any) -> list[str]:
+        return [label, "" if n is None else str(n), *[_fmt(scores.get(m)) for m in metrics]]
+
+    rows = [row(c, p, counts.get("classes", {}).get(c)) for c, p in pooled["classes"].items()]
+    rows += [row(f"split {s}", p, counts.get("splits", {}).get(s)) for s, p in pooled.get("splits", {}).items()]
+    rows.append(row("**all**", pooled["all"], counts.get("all")))
+    for name, base in baselines.items():
+        title = BASELINE_TITLES.get(name, name)
+        base_pooled = base.get("pooled", {})
+        rows += [row(f"*{title}*, split {s}", p, counts.get("splits", {}).get(s))
+                 for s, p in base_pooled.get("splits", {}).items()]
+        if "all" in base_pooled:
+            rows.append(row(f"*{title}*, all", base_pooled["all"], counts.get("all")))
+    return [*_table(["group", "n", *[METRIC_TITLES.get(m, m) for m in metrics]], rows), ""]
 
 
 # ---------------------------------------------------------------- HTML

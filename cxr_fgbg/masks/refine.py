@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from cxr_fgbg.errors import InputDataError
-from cxr_fgbg.io import read_table
+from cxr_fgbg.io import SkippedLog, read_table
 from cxr_fgbg.masks.gmm import GmmMask, binarize_gmm
 from cxr_fgbg.masks.morphology import close_and_fill
 from cxr_fgbg.masks.settings import RefineSettings
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 MASK_COLUMNS = ("sample_id", "image_path", "mask_path", "mask_kind")
 PASSTHROUGH_COLUMNS = ("dicom_id", "category_name", "concept", "split")
 KIND_BY_METHOD = {"inpaint": "refined", "crop": "crop", "pre": "pre"}
+# Skip reasons as fixed phrases, so skipped.csv and the log can count them (the paths are in its columns).
+IMAGE_MISSING = "image file not found"
+HEATMAP_MISSING = "heat-map file not found"
 
 
 @dataclass(frozen=True)
@@ -294,7 +297,6 @@ def run_refine(
     """
     from tqdm.auto import tqdm
 
-    from cxr_fgbg.io import SkippedLog
     from cxr_fgbg.seeding import derive_seed
 
     settings = settings or RefineSettings()
@@ -342,12 +344,12 @@ def run_refine(
         except Exception as exc:  # one bad batch must not stop the job: record every member
             for p in batch:
                 skipped.add(p["row"]["npz_path"], f"refinement failed: {type(exc).__name__}: {exc}",
-                            sample_id=p["row"]["sample_id"])
+                            sample_id=p["row"]["sample_id"], image_path=p["record"]["image_path"])
             return
         for p, result in zip(batch, results, strict=True):
             if result.reason is not None:
                 skipped.add(p["row"]["npz_path"], f"difference not binarised: {result.reason}",
-                            sample_id=p["row"]["sample_id"])
+                            sample_id=p["row"]["sample_id"], image_path=p["record"]["image_path"])
                 continue
             _write_original(p, result.mask)
             written += 1
@@ -372,11 +374,14 @@ def run_refine(
             done_rows.append(record)
             continue
         try:
-            heat = load_heatmap_record(resolve_table_path(row["npz_path"], table))
+            npz_path = resolve_table_path(row["npz_path"], table)
+            if not npz_path.is_file():
+                raise InputDataError(HEATMAP_MISSING)
+            heat = load_heatmap_record(npz_path)
             if not heat.mask_pre.any():
                 raise InputDataError("M_pre is empty: nothing to refine")
             if not image_path.is_file():
-                raise InputDataError(f"{image_path}: image file not found (use --image-root / image_root)")
+                raise InputDataError(IMAGE_MISSING)
             if method == "pre":
                 write_mask_png(out / record["mask_path"], heat.mask_pre)
                 written += 1
@@ -394,8 +399,8 @@ def run_refine(
                 raise InputDataError("M_pre is empty inside the model window")
             if (valid & ~pre_model).sum() == 0:
                 raise InputDataError("M_pre covers the whole image: no background to compare with")
-        except InputDataError as exc:
-            skipped.add(row.get("npz_path", ""), str(exc), sample_id=sample_id)
+        except InputDataError as exc:  # the reason is a fixed phrase where possible; paths go in columns
+            skipped.add(row.get("npz_path", ""), str(exc), sample_id=sample_id, image_path=str(image_path))
             continue
         pending.append({"row": row, "record": record, "heat": heat, "image": image,
                         "pre_model": pre_model, "valid": valid})
@@ -406,9 +411,18 @@ def run_refine(
     done_rows.sort(key=lambda r: order.get(r["sample_id"], 0))
     masks_csv = export_masks(done_rows, out)
     skipped.write()
-    if len(skipped):
-        log.warning("refine: %d sample(s) skipped, see %s (%s)", len(skipped), skipped.path, skipped.reasons())
+    _log_skipped(skipped)
     return RefineRun(masks_csv, written, kept, len(skipped))
+
+
+def _log_skipped(skipped: SkippedLog) -> None:
+    """One warning with the count of each reason, however many samples were skipped."""
+    if not len(skipped):
+        return
+    log.warning("refine: %s", skipped.summary())
+    if IMAGE_MISSING in skipped.reasons():
+        log.warning("refine: image paths are looked up beside the heat-map table, in --image-root (image_root) "
+                    "and in the roots of an index.json beside the table; skipped.csv lists each image_path")
 
 
 def _image_channels(path: Path) -> int:
