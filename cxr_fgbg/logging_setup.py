@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -35,3 +36,9 @@ def configure_logging(verbosity: int = 0) -> None:
     handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
     logging.basicConfig(level=root_level, handlers=[handler], force=True)
     logging.getLogger("cxr_fgbg").setLevel(logging.DEBUG if verbosity >= 1 else logging.INFO)
+    if verbosity == 0:
+        # transformers and diffusers warn on every model load about optional back-ends (torchvision) and
+        # dtype hints that say nothing about the user's data; -v shows them. Read when they are first imported,
+        # which the commands do lazily, after this; a value the user exported wins.
+        for variable in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+            os.environ.setdefault(variable, "error")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 
 from cxr_fgbg.logging_setup import configure_logging
@@ -29,3 +30,13 @@ def test_verbosity_levels() -> None:
     configure_logging(2)
     assert logging.getLogger("cxr_fgbg").level == logging.DEBUG and logging.getLogger().level == logging.DEBUG
     configure_logging(0)
+
+
+def test_library_chatter_is_quiet_by_default_and_a_user_setting_wins(monkeypatch) -> None:
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
+    monkeypatch.setenv("DIFFUSERS_VERBOSITY", "info")
+    configure_logging(0)
+    assert os.environ["TRANSFORMERS_VERBOSITY"] == "error" and os.environ["DIFFUSERS_VERBOSITY"] == "info"
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY")
+    configure_logging(1)
+    assert "TRANSFORMERS_VERBOSITY" not in os.environ
