@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -32,6 +33,12 @@ def test_quick_demo_end_to_end_and_resume(tmp_path):
         if metric == "pixel_auroc":
             assert 0.0 <= value <= 1.0
     assert "centred_gaussian" in summary["baselines"] and "class_location" in summary["baselines"]
+
+    ablation = pd.read_csv(out / "segmentation" / "ablation.csv")
+    assert list(ablation["masks"]) == ["M_pre", "M_crop", "M", "U-Net(M_pre)", "U-Net(M)", "U-Net(M + D'_s)"]
+    with_synthetic = ablation.set_index("masks").loc["U-Net(M + D'_s)"]
+    assert math.isfinite(with_synthetic["iou"]) and 0.0 <= with_synthetic["accuracy"] <= 1.0
+    assert (out / "masks" / "D_s" / "M" / "masks.csv").is_file() and "D'_s:" in stages["segmentation"]["summary"]
 
     again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
     assert again.exit_code == 0, again.output

@@ -38,6 +38,22 @@ def test_guided_eps_equals_manual_combination_of_two_unet_calls(tiny_pipeline):
     assert not torch.allclose(eps_f, eps_b, atol=1e-4)  # the prompts matter, so the check can fail
 
 
+def test_guided_eps_runs_one_branch_where_the_other_has_weight_zero(tiny_pipeline):
+    pipe = tiny_pipeline
+    z = initial_latents(pipe, 2, seed=3)
+    emb_f = pipe.encode_prompt([Y_F] * 2, "cpu", 1, False)[0]
+    emb_b = pipe.encode_prompt([Y_B] * 2, "cpu", 1, False)[0]
+    batch_sizes = []
+    hook = pipe.unet.register_forward_pre_hook(lambda _module, args: batch_sizes.append(args[0].shape[0]))
+    try:
+        with torch.no_grad():
+            for w in (1.0, 0.0, -1.0):
+                guided_eps(pipe.unet, z, 500, emb_f, emb_b, w)
+    finally:
+        hook.remove()
+    assert batch_sizes == [2, 2, 4]  # w = 1 and w = 0: one branch; w = -1: both in one batched pass
+
+
 def _diffusers(pipe, prompt, latents, **kwargs):
     out = pipe(prompt, num_inference_steps=STEPS, latents=latents.clone(), output_type="pt", height=64, width=64,
                **kwargs)

@@ -31,7 +31,15 @@ def combine_eps(eps_f: torch.Tensor, eps_b: torch.Tensor, w: float) -> torch.Ten
 def guided_eps(
     unet, latents: torch.Tensor, t, embeds_f: torch.Tensor, embeds_b: torch.Tensor, w: float
 ) -> torch.Tensor:
-    """Both branches in one batched U-Net pass (background first, as in diffusers), then combined."""
+    """Both branches in one batched U-Net pass (background first, as in diffusers), then combined.
+
+    At w = 1 (plain y_f) and w = 0 (plain y_b) the other branch has weight 0: one branch is computed, not two,
+    which halves the cost of sampling the synthetic set D'_s.
+    """
+    if w == 1.0:
+        return unet(latents, t, encoder_hidden_states=embeds_f).sample
+    if w == 0.0:
+        return unet(latents, t, encoder_hidden_states=embeds_b).sample
     n = latents.shape[0]
     out = unet(torch.cat([latents, latents]), t, encoder_hidden_states=torch.cat([embeds_b, embeds_f])).sample
     return combine_eps(out[n:], out[:n], w)

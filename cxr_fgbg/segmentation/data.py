@@ -27,6 +27,7 @@ __all__ = [
     "LoadMaskd",
     "ResizeShorterd",
     "SegRecord",
+    "TrainCrop",
     "inference_geometry",
     "load_prepared",
     "read_records",
@@ -141,12 +142,39 @@ def load_prepared(record: SegRecord, resize: int, channels: int | None,
     return {k: np.ascontiguousarray(out[k], dtype=np.float32) for k in ("image", "label") if k in out}
 
 
-def train_crop(crop_size: int):
-    """The random part: pad if needed, then a random `crop_size` square (no flips, no rotations)."""
-    from monai.transforms import Compose, RandSpatialCropd, SpatialPadd
+class TrainCrop:
+    """Pad, then one random `crop_size` square per call; `set_random_state` seeds it (resume replays it)."""
+
+    def __init__(self, transforms: Any) -> None:
+        self.transforms = transforms
+
+    def set_random_state(self, seed: int | None = None) -> TrainCrop:
+        self.transforms.set_random_state(seed=seed)
+        return self
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        out = self.transforms(data)
+        return out[0] if isinstance(out, list) else out  # RandCropByPosNegLabeld returns a list of samples
+
+
+def train_crop(crop_size: int, sampling: str = "uniform", foreground_fraction: float = 0.5) -> TrainCrop:
+    """The random part: pad if needed, then a random `crop_size` square (no flips, no rotations).
+
+    `uniform` (paper): the square's position is uniform (MONAI `RandSpatialCropd`). `foreground`: with
+    probability `foreground_fraction` the square is centred on a random mask pixel, otherwise on a
+    background pixel (MONAI `RandCropByPosNegLabeld`; moved inward at the border, so the chosen pixel stays
+    inside), which keeps sparse masks from being cropped away. A mask without foreground gets a
+    background-centred square.
+    """
+    from monai.transforms import Compose, RandCropByPosNegLabeld, RandSpatialCropd, SpatialPadd
 
     keys = ["image", "label"]
-    return Compose([
-        SpatialPadd(keys, spatial_size=(crop_size, crop_size)),
-        RandSpatialCropd(keys, roi_size=(crop_size, crop_size), random_size=False),
-    ])
+    size = (crop_size, crop_size)
+    if sampling == "foreground":
+        cropper: Any = RandCropByPosNegLabeld(keys, "label", size, pos=foreground_fraction,
+                                              neg=1.0 - foreground_fraction, num_samples=1)
+    elif sampling == "uniform":
+        cropper = RandSpatialCropd(keys, roi_size=size, random_size=False)
+    else:
+        raise ValueError(f"unknown crop sampling {sampling!r}: use uniform or foreground")
+    return TrainCrop(Compose([SpatialPadd(keys, spatial_size=size), cropper]))

@@ -15,7 +15,20 @@ class SegmentSettings(StrictModel):
     resize: int | None = Field(
         None, ge=8, description="Shorter image side before cropping (None: crop_size, the paper's protocol)."
     )
-    loss: Literal["bce", "dicece"] = Field("bce", description="bce: binary cross-entropy; dicece: MONAI DiceCELoss.")
+    crop_sampling: Literal["uniform", "foreground"] = Field(
+        "uniform",
+        description="Training crops: uniform position (paper) or foreground: centred on a mask pixel with "
+        "probability foreground_fraction, else on a background pixel (MONAI RandCropByPosNegLabeld).",
+    )
+    foreground_fraction: float = Field(
+        0.5, ge=0, le=1, description="Share of foreground-centred crops when crop_sampling is foreground."
+    )
+    loss: Literal["bce", "dicece"] = Field(
+        "dicece",
+        description="dicece: MONAI DiceCELoss (Dice + BCE; sparse masks such as lesions need the Dice term, with "
+        "BCE alone the U-Net can predict no foreground at all, see docs/segmentation.md); bce: binary "
+        "cross-entropy only (kept by configs/cub.yaml, dogs, cars, h36m).",
+    )
     channels: tuple[int, ...] = Field((16, 32, 64, 128, 256), description="MONAI UNet channels per level.")
     strides: tuple[int, ...] = Field((2, 2, 2, 2), description="MONAI UNet strides (one fewer than channels).")
     num_res_units: int = Field(2, ge=0, description="Residual units per MONAI UNet block.")

@@ -144,7 +144,7 @@ def train_segmenter(
         history = [h for h in state.get("history", []) if h["step"] <= step]
         log.info("segment train: resuming from %s (step %d)", latest, step)
     per_epoch = -(-len(data) // settings.batch_size)
-    crop = train_crop(settings.crop_size)
+    crop = train_crop(settings.crop_size, settings.crop_sampling, settings.foreground_fraction)
 
     def snapshot(current: int, loss: float) -> dict[str, Any]:
         return {"model": network.state_dict(), "optimizer": optimizer.state_dict(), "step": current,
