@@ -110,3 +110,22 @@ def test_bundle_flag_turns_on_joint_text_encoder_training(tiny_model_dir, tmp_pa
     assert _with_bundle_text_encoder_flag(frozen, folder).train_text_encoder is True
     (folder / "cxr_fgbg_bundle.json").write_text(json.dumps({"text_encoder": {"train_jointly": False}}))
     assert _with_bundle_text_encoder_flag(frozen, folder).train_text_encoder is False
+
+
+def test_fine_tuned_model_keeps_the_bundle_record(tiny_model_dir, tiny_tokenizer, tmp_path):
+    import json
+    import shutil
+
+    from cxr_fgbg.models.loading import BUNDLE_FILE, inspect_model_folder
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(tiny_model_dir, folder)
+    record = {"text_encoder": {"train_jointly": True}, "vae": {"reconstruction_mae": 0.01}}
+    (folder / BUNDLE_FILE).write_text(json.dumps(record))
+    result = finetune(FinetuneSettings(steps=1, per_device_batch_size=1), folder, tmp_path / "run",
+                      Pairs(tiny_tokenizer, 1))
+    assert json.loads((result.model_dir / BUNDLE_FILE).read_text()) == record
+    assert inspect_model_folder(result.model_dir).train_text_encoder_jointly is True
+    plain = finetune(FinetuneSettings(steps=1, per_device_batch_size=1), tiny_model_dir, tmp_path / "plain",
+                     Pairs(tiny_tokenizer, 1))
+    assert not (plain.model_dir / BUNDLE_FILE).exists()  # a folder that is not ours stays without one

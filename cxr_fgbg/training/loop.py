@@ -23,6 +23,7 @@ import torch
 
 from cxr_fgbg.errors import ConfigError, InputDataError
 from cxr_fgbg.io import atomic_path, write_json_atomic, write_text_atomic
+from cxr_fgbg.models.loading import BUNDLE_FILE
 from cxr_fgbg.seeding import torch_generator
 from cxr_fgbg.training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from cxr_fgbg.training.data_order import KeyedDataset, StreamBatchSampler
@@ -353,6 +354,9 @@ def _save_final(trainer: FinetuneTrainer, model_dir: Any, target: Path) -> None:
     tmp = target.with_name(f".tmp-{target.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     fresh.save_pretrained(tmp)
+    bundle_record = Path(model_dir) / BUNDLE_FILE
+    if bundle_record.is_file():  # keep how the bundle was built (tokenizer, VAE error, text encoder) with the model
+        shutil.copy2(bundle_record, tmp / BUNDLE_FILE)
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
