@@ -129,6 +129,13 @@ class SkippedLog:
         row = {"path": str(path), "reason": str(reason), **{k: str(v) for k, v in extra.items()}}
         self._rows[(row["path"], row["reason"])] = row
 
+    def forget(self, **match: Any) -> None:
+        """Drop the rows whose columns equal `match` (e.g. `sample_id=...`): an item a resumed run has now
+        done is no longer skipped, so skipped.csv never lists it beside its output."""
+        wanted = {k: str(v) for k, v in match.items()}
+        self._rows = {key: row for key, row in self._rows.items()
+                      if any(row.get(k) != v for k, v in wanted.items())}
+
     def __len__(self) -> int:
         return len(self._rows)
 

@@ -128,6 +128,12 @@ def test_localize_reads_a_natural_image_index(tiny_model_dir, natural_index, tmp
         np.testing.assert_array_equal(data["boxes"], [[4, 6, 10, 12]])
     skipped = pd.read_csv(out / "skipped.csv")
     assert skipped["sample_id"].tolist() == ["y"] and "none of the words" in skipped["reason"][0]
+    samples = pd.read_csv(natural_index / "samples.csv", dtype=str, keep_default_na=False)
+    samples.loc[1, "prompt"] = "a photo of a dog"  # the fixed row is localised on resume, and no longer skipped
+    samples.to_csv(natural_index / "samples.csv", index=False)
+    again = _run(tiny_model_dir, natural_index, out, "--set", "localize.overlays=0")
+    assert "1 heat maps written, 1 kept" in again.output
+    assert pd.read_csv(out / "skipped.csv").empty
     result = CliRunner().invoke(app, ["localize", "--model", str(tiny_model_dir), "--index", str(natural_index),
                                       "--out", str(tmp_path / "imp"), "--prompt", "impression"])
     assert isinstance(result.exception, InputDataError) and "no report impressions" in str(result.exception)

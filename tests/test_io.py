@@ -112,3 +112,14 @@ def test_read_table_names_the_file_and_the_missing_columns(tmp_path):
     with pytest.raises(InputDataError, match=r"broken\.csv: not a readable CSV"):
         read_table(broken, ["a"])
     assert read_table(pd.DataFrame({"x": [1]}, index=[5]), ["x"]).index.tolist() == [0]
+
+
+def test_skipped_log_forgets_items_done_later(tmp_path):
+    log = SkippedLog(tmp_path / "skipped.csv")
+    log.add("a.dcm", "image file not found", sample_id="s1")
+    log.add("b.dcm", "image file not found", sample_id="s2")
+    log.write()
+    resumed = SkippedLog(tmp_path / "skipped.csv")
+    resumed.forget(sample_id="s1")
+    resumed.forget(sample_id="unknown")
+    assert [row["sample_id"] for row in resumed] == ["s2"]

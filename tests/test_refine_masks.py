@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import torch
@@ -261,6 +263,11 @@ def test_run_refine_skip_reasons_are_fixed_phrases_counted_in_one_log_line(tmp_p
                 f"1 heat-map file not found; see {out / 'skipped.csv'}")
     assert expected in caplog.messages
     assert any("--image-root" in message for message in caplog.messages)
+    # the lost image turns up: the resumed run refines it and skipped.csv no longer lists it
+    shutil.copy(tmp_path / "lost1.png", tmp_path / "nope1.png")
+    again = run_refine(tmp_path / "heatmaps.csv", out, settings=RefineSettings(method="pre"), show_progress=False)
+    assert (again.written, again.kept, again.skipped) == (1, 1, 3)
+    assert "lost1" not in set(pd.read_csv(out / "skipped.csv", dtype=str)["sample_id"])
 
 
 def test_refine_masks_in_memory_matches_shapes(tiny_pipeline):

@@ -166,6 +166,7 @@ def localize_index(
                     prompt = str(data["prompt"])
                 records[sid] = _record(row, prompt)
                 summary.kept += 1
+                skipped.forget(sample_id=sid)
                 continue
             except (OSError, KeyError, ValueError):
                 log.warning("%s: unreadable, recomputing", npz)
@@ -179,6 +180,7 @@ def localize_index(
             _write_sample(localizer, job, result, out, root, summary)
             records[job.row["sample_id"]] = _record(job.row, job.prompt)
             summary.computed += 1
+            skipped.forget(sample_id=job.row["sample_id"])
         bar.update(len(pending[start:start + group]))
         _write_table(out, rows, records)
     bar.close()

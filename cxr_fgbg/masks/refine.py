@@ -354,6 +354,7 @@ def run_refine(
             _write_original(p, result.mask)
             written += 1
             done_rows.append(p["record"])
+            skipped.forget(sample_id=p["row"]["sample_id"])
 
     def _write_original(p: dict[str, Any], model_mask: np.ndarray) -> None:
         record: HeatmapRecord = p["heat"]
@@ -372,6 +373,7 @@ def run_refine(
         if (out / record["mask_path"]).is_file():
             kept += 1
             done_rows.append(record)
+            skipped.forget(sample_id=sample_id)
             continue
         try:
             npz_path = resolve_table_path(row["npz_path"], table)
@@ -386,6 +388,7 @@ def run_refine(
                 write_mask_png(out / record["mask_path"], heat.mask_pre)
                 written += 1
                 done_rows.append(record)
+                skipped.forget(sample_id=sample_id)
                 continue
             geometry = heat.geometry
             if settings.image_size is not None and tuple(geometry.model_hw) != (settings.image_size,) * 2:
