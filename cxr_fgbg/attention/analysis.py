@@ -7,6 +7,10 @@
   exactly what a run with that T0 gives.
 - `prompt_sensitivity` (Fig. 5): the same image under two prompts; IoU of the two preliminary masks and
   the mean absolute difference of the min-max normalised maps.
+- `conditioning_vs_attention` (ours, a diagnostic): the finding words' M-hat beside the map of where the
+  prompt changes the denoiser's prediction (`attention.conditioning`), both scored against the boxes. A model
+  whose conditioning map follows the finding while M-hat does not binds the report to the image but not
+  through the finding's tokens: the read-out, not the fine-tuning, is then what fails.
 
 AUROC here is the pixel AUROC of the map against the union of the MS-CXR boxes, in original image
 pixels, over the valid (finite) pixels, with the evaluation stage's box rasterisation.
@@ -32,8 +36,8 @@ from cxr_fgbg.io import SkippedLog
 from cxr_fgbg.masks.gmm import binarize_gmm
 
 __all__ = [
-    "AnalysisSample", "draws_auroc", "load_samples", "pixel_auroc", "prompt_sensitivity", "t0_auroc",
-    "token_auroc",
+    "AnalysisSample", "conditioning_vs_attention", "draws_auroc", "load_samples", "pixel_auroc",
+    "prompt_sensitivity", "summarise_conditioning", "t0_auroc", "token_auroc",
 ]
 
 
@@ -59,12 +63,14 @@ def pixel_auroc(heatmap: np.ndarray, boxes: np.ndarray) -> float:
 
 def load_samples(
     localizer: Localizer, index_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-    prompt_source: str = "phrase", limit: int | None = 20,
+    prompt_source: str = "phrase", limit: int | None = 20, splits: Sequence[str] | None = None,
 ) -> list[AnalysisSample]:
-    """The first `limit` usable MS-CXR samples (skips recorded in OUT/skipped.csv)."""
+    """The first `limit` usable samples of the index, of `splits` only when given (skips in OUT/skipped.csv)."""
     from cxr_fgbg.data.transforms import preprocess_file
 
     rows, root = read_index(index_dir, prompt_source)
+    if splits:
+        rows = [row for row in rows if row.get("split") in set(splits)]
     skipped = SkippedLog(Path(out_dir) / "skipped.csv")
     vocabulary = build_vocabulary(localizer.settings.vocabulary, localizer.settings.replace_vocabulary)
     samples: list[AnalysisSample] = []
@@ -188,6 +194,53 @@ def prompt_sensitivity(localizer: Localizer, first: Sequence[AnalysisSample], se
             "mean_abs_diff": float(np.nanmean(np.abs(_normalised(map_a) - _normalised(map_b)))),
         })
     return pd.DataFrame(rows)
+
+
+def conditioning_vs_attention(localizer: Localizer, samples: Sequence[AnalysisSample]):
+    """One row per sample: pixel AUROC and side accuracy of M-hat (the finding's words) and of the
+    conditioning map, on the same timesteps and noise."""
+    import pandas as pd
+
+    from cxr_fgbg.attention.conditioning import conditioning_maps
+    from cxr_fgbg.attention.heatmap import encode_latents, encode_prompts
+    from cxr_fgbg.evaluation.metrics import side_accuracy
+
+    pipe, settings = localizer.pipe, localizer.settings
+    empty = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""])
+    rows = []
+    for batch in _batches(samples, settings.batch_size):
+        attention = _maps(localizer, batch)
+        pixels = torch.stack([s.pixels for s in batch])
+        conditioning = conditioning_maps(
+            pipe.unet, pipe.scheduler, encode_latents(pipe.vae, pixels),
+            encode_prompts(pipe.tokenizer, pipe.text_encoder, [s.prompt for s in batch]), empty,
+            localizer.timesteps, [s.sample_id for s in batch], localizer.seed, settings.noise_draws,
+            settings.batch_size,
+        )
+        for sample, latent, cond in zip(batch, attention, conditioning, strict=True):
+            word = _word(localizer, sample, latent)
+            text = localizer.to_image(cond, sample.geometry)
+            rows.append({
+                "sample_id": sample.sample_id, "category_name": sample.category_name,
+                "auroc_attention": pixel_auroc(word, sample.boxes),
+                "auroc_conditioning": pixel_auroc(text, sample.boxes),
+                "side_attention": side_accuracy(word, sample.boxes),
+                "side_conditioning": side_accuracy(text, sample.boxes),
+            })
+    return pd.DataFrame(rows)
+
+
+CONDITIONING_COLUMNS = ("auroc_attention", "auroc_conditioning", "side_attention", "side_conditioning")
+
+
+def summarise_conditioning(frame):
+    """Per-class means of `conditioning_vs_attention`, then their macro mean (side accuracy where defined)."""
+    import pandas as pd
+
+    columns = list(CONDITIONING_COLUMNS)
+    per_class = frame.groupby("category_name")[columns].mean().reset_index()
+    macro = pd.DataFrame([{"category_name": "macro (mean of classes)", **per_class[columns].mean().to_dict()}])
+    return pd.concat([per_class, macro], ignore_index=True)
 
 
 def summarise(frame, by: str):

@@ -124,5 +124,29 @@ def prompts(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: in
     _save(out, "prompt_sensitivity", table, summary, plot)
 
 
+@analyze_app.command("conditioning")
+def conditioning(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
+                 split: list[str] = typer.Option([], "--split", help="Only samples of this split (repeatable), "
+                                                 "e.g. --split val: analyse where you may tune."),
+                 config: Path | None = config_option(), overrides: list[str] = set_option()) -> None:
+    """Does the model bind the report to the finding at all? M-hat of the finding's words beside the map of
+    where the prompt changes the denoiser's prediction (|eps(y) - eps(empty)|), both against the boxes. A
+    conditioning map that follows the finding while M-hat does not means the binding is there but is not
+    carried by the finding's tokens (a diagnostic; the paper's localiser is M-hat)."""
+    from cxr_fgbg.attention.analysis import conditioning_vs_attention, load_samples, summarise_conditioning
+
+    localizer, full = _setup(model, config, overrides, out)
+    samples = load_samples(localizer, index, out, full.localize.prompt, limit, splits=split)
+    table = conditioning_vs_attention(localizer, samples)
+
+    def plot(ax):
+        ax.scatter(table["auroc_attention"], table["auroc_conditioning"])
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+        ax.set_xlabel("pixel AUROC, M-hat of the finding's words")
+        ax.set_ylabel("pixel AUROC, conditioning map")
+
+    _save(out, "conditioning_vs_attention", table, summarise_conditioning(table), plot)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(analyze_app, name="analyze")
