@@ -2,8 +2,8 @@
 
 phantom -> index -> tiny model bundle -> fine-tuning on impressions -> localisation (M-hat, M_pre)
 -> evaluation against the MS-CXR-style boxes (validation and test splits, beside the priors)
--> per-token analysis -> masks (M_pre, M_crop, M) and U-Nets scored against the exact ground truth
--> DIR/report.md (+ report.html).
+-> per-token analysis -> conditioning diagnostic -> masks (M_pre, M_crop, M) and U-Nets scored against
+the exact ground truth -> DIR/report.md (+ report.html).
 
 Each stage writes into its own sub-folder and, when it finishes, a record in `stages.json`; a rerun
 skips finished stages, so an interrupted demo resumes where it stopped. Presets (quick / full) sit
@@ -103,7 +103,7 @@ class DemoPaths:
         folders = {
             "phantom": "phantom", "index": "index", "model_init": "model-init", "finetune": "finetune",
             "heatmaps": "heatmaps", "evaluation_val": "evaluation-val", "evaluation_test": "evaluation-test",
-            "analysis": "analysis", "masks": "masks", "segmentation": "segmentation",
+            "analysis": "analysis", "conditioning": "conditioning", "masks": "masks", "segmentation": "segmentation",
         }
         if name not in folders:
             raise AttributeError(name)
@@ -136,6 +136,7 @@ def run_demo(out_dir: str | Path, config: PipelineConfig, quick: bool = False,
         ("localize", lambda: _localize(paths, config)),
         ("evaluate", lambda: _evaluate(paths, config, seed)),
         ("analysis", lambda: _analysis(paths, config, quick)),
+        ("conditioning", lambda: _conditioning(paths, config, quick)),
         ("segmentation", lambda: _segmentation(paths, config, seed)),
     ]
     for name, func in stages:
@@ -239,6 +240,17 @@ def _analysis(paths: DemoPaths, config: PipelineConfig, quick: bool) -> tuple[di
     _, summary, png = run_token_analysis(localizer, paths.index, paths.analysis, config.localize.prompt,
                                          limit=12 if quick else 40)
     return {"token_auroc": str(png)}, summary.to_string(index=False)
+
+
+def _conditioning(paths: DemoPaths, config: PipelineConfig, quick: bool) -> tuple[dict[str, str], str]:
+    """Does the model bind the report to the finding, whatever M-hat shows? (validation split; a diagnostic)"""
+    from cxr_fgbg.attention.analysis_outputs import run_conditioning_analysis
+    from cxr_fgbg.attention.localizer import Localizer
+
+    localizer = Localizer(paths.model, config)
+    _, summary, png = run_conditioning_analysis(localizer, paths.index, paths.conditioning, config.localize.prompt,
+                                                limit=12 if quick else 80, splits=["val"])
+    return {"conditioning": str(png)}, summary.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
 def _segmentation(paths: DemoPaths, config: PipelineConfig, seed: int) -> tuple[dict[str, str], str]:
@@ -391,6 +403,14 @@ def _write_report(paths: DemoPaths, records: dict[str, StageRecord], config: Pip
         lines += ["## Per-token AUROC (supplement Fig. 3)", "",
                   f"![per-token AUROC]({paths.analysis.name}/token_auroc.png)", "",
                   "```", records["analysis"].summary if "analysis" in records else "", "```", ""]
+    if "conditioning" in records:
+        lines += ["## Does the model bind the report to the finding? (validation split, a diagnostic)", "",
+                  "M-hat of the finding's words beside the map of where the prompt changes the denoiser's prediction "
+                  "(|eps(y) - eps(empty prompt)|, same timesteps and noise; `cxr-fgbg analyze conditioning`). A "
+                  "conditioning map that follows the finding while M-hat does not means the model has bound the report "
+                  "to the lesion through tokens other than the finding's words.", "",
+                  f"![conditioning vs attention]({paths.conditioning.name}/conditioning_vs_attention.png)", "",
+                  "```", records["conditioning"].summary, "```", ""]
     if "segmentation" in records:
         lines += ["## Segmentation ablation (paper Table 2) against the exact lesion masks, test split", "",
                   "```", records["segmentation"].summary, "```", ""]

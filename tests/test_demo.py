@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cxr_fgbg.cli.app import app
 
-STAGES = ["phantom", "index", "model", "finetune", "localize", "evaluate", "analysis", "segmentation"]
+STAGES = ["phantom", "index", "model", "finetune", "localize", "evaluate", "analysis", "conditioning", "segmentation"]
 
 
 @pytest.mark.slow
@@ -33,6 +33,10 @@ def test_quick_demo_end_to_end_and_resume(tmp_path):
         if metric == "pixel_auroc":
             assert 0.0 <= value <= 1.0
     assert "centred_gaussian" in summary["baselines"] and "class_location" in summary["baselines"]
+
+    conditioning = pd.read_csv(out / "conditioning" / "conditioning_vs_attention.csv")
+    assert len(conditioning) > 0 and conditioning["auroc_conditioning"].between(0, 1).all()
+    assert "Does the model bind the report to the finding?" in report
 
     ablation = pd.read_csv(out / "segmentation" / "ablation.csv")
     assert list(ablation["masks"]) == ["M_pre", "M_crop", "M", "U-Net(M_pre)", "U-Net(M)", "U-Net(M + D'_s)"]

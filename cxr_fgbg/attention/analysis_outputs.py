@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +51,23 @@ def run_token_analysis(localizer: Localizer, index_dir: str | os.PathLike[str], 
         ax.set_title("AUROC per token of the prompt")
 
     return table, summary, save_analysis(out, "token_auroc", table, summary, plot)
+
+
+def run_conditioning_analysis(localizer: Localizer, index_dir: str | os.PathLike[str], out: str | os.PathLike[str],
+                              prompt_source: str = "phrase", limit: int | None = 20,
+                              splits: Sequence[str] | None = None) -> tuple[Any, Any, Path]:
+    """M-hat of the finding words beside the conditioning map (`analyze conditioning`): table, summary, plot."""
+    from cxr_fgbg.attention.analysis import conditioning_vs_attention, summarise_conditioning
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    table = conditioning_vs_attention(localizer, load_samples(localizer, index_dir, out, prompt_source, limit,
+                                                              splits=splits))
+    summary = summarise_conditioning(table)
+
+    def plot(ax: Any) -> None:
+        ax.scatter(table["auroc_attention"], table["auroc_conditioning"])
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+        ax.set_xlabel("pixel AUROC, M-hat of the finding's words")
+        ax.set_ylabel("pixel AUROC, conditioning map")
+
+    return table, summary, save_analysis(out, "conditioning_vs_attention", table, summary, plot)

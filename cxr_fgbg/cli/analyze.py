@@ -133,19 +133,12 @@ def conditioning(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limi
     where the prompt changes the denoiser's prediction (|eps(y) - eps(empty)|), both against the boxes. A
     conditioning map that follows the finding while M-hat does not means the binding is there but is not
     carried by the finding's tokens (a diagnostic; the paper's localiser is M-hat)."""
-    from cxr_fgbg.attention.analysis import conditioning_vs_attention, load_samples, summarise_conditioning
+    from cxr_fgbg.attention.analysis_outputs import run_conditioning_analysis
 
     localizer, full = _setup(model, config, overrides, out)
-    samples = load_samples(localizer, index, out, full.localize.prompt, limit, splits=split)
-    table = conditioning_vs_attention(localizer, samples)
-
-    def plot(ax):
-        ax.scatter(table["auroc_attention"], table["auroc_conditioning"])
-        ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
-        ax.set_xlabel("pixel AUROC, M-hat of the finding's words")
-        ax.set_ylabel("pixel AUROC, conditioning map")
-
-    _save(out, "conditioning_vs_attention", table, summarise_conditioning(table), plot)
+    _, summary, png = run_conditioning_analysis(localizer, index, out, full.localize.prompt, limit, splits=split)
+    typer.echo(f"wrote {out / 'conditioning_vs_attention.csv'}, conditioning_vs_attention_summary.csv and {png.name}")
+    typer.echo(summary.to_string(index=False))
 
 
 def register(app: typer.Typer) -> None:
