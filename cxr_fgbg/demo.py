@@ -350,7 +350,7 @@ def _synthetic_masks(paths: DemoPaths, config: PipelineConfig, seed: int, pipe: 
 
 
 def _slug(label: str) -> str:
-    """A folder name for a table label: "U-Net(M + D'_s)" -> "U-Net_M_+_D_s"."""
+    """A folder name for a table label: "U-Net(M + D'_s)" -> "U-Net_M_+_D__s"."""
     import re
 
     return re.sub(r"[^\w+-]+", "_", label).strip("_")

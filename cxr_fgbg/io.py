@@ -71,6 +71,33 @@ def _finite_or_none(obj: Any) -> Any:
     return obj
 
 
+INDEX_ROOT_KEYS = ("mimic_root", "root", "image_root")
+
+
+def recorded_image_root(folder: str | os.PathLike[str], strict: bool = False) -> Path | None:
+    """The image root an `index.json` in `folder` records (`mimic_root` of `cxr-fgbg index` and `localize`,
+    `root` of `index-natural`, `image_root`), or None when there is none.
+
+    Every stage that reads a table of relative image paths asks this one function, so the stages agree on
+    where images are. `strict`: an unreadable index.json is an InputDataError instead of "no root".
+    """
+    from cxr_fgbg.errors import InputDataError
+
+    meta = Path(folder) / "index.json"
+    if not meta.is_file():
+        return None
+    try:
+        recorded = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        if strict:
+            raise InputDataError(f"{meta}: not valid JSON ({exc})") from exc
+        return None
+    for key in INDEX_ROOT_KEYS:
+        if isinstance(recorded, dict) and isinstance(recorded.get(key), str) and recorded[key]:
+            return Path(recorded[key])
+    return None
+
+
 def read_table(table: Any, required: Sequence[str] = ()) -> Any:
     """Read a CSV as strings (no NaN guessing), or take a DataFrame, and check its columns.
 
@@ -130,8 +157,10 @@ class SkippedLog:
         self._rows[(row["path"], row["reason"])] = row
 
     def forget(self, **match: Any) -> None:
-        """Drop the rows whose columns equal `match` (e.g. `sample_id=...`): an item a resumed run has now
-        done is no longer skipped, so skipped.csv never lists it beside its output."""
+        """Drop the rows whose columns equal `match` (e.g. `sample_id=...`) before a resumed run handles that item
+        again: skipped.csv then holds this run's outcome only, never an item beside its output or twice."""
+        if not match:
+            raise ValueError("forget() needs at least one column=value to match")
         wanted = {k: str(v) for k, v in match.items()}
         self._rows = {key: row for key, row in self._rows.items()
                       if any(row.get(k) != v for k, v in wanted.items())}

@@ -22,9 +22,21 @@ def test_flag_wins_then_paths_model_then_model_path(tmp_path: Path) -> None:
 
 
 def test_missing_model_folder_errors_name_the_way_out(tmp_path: Path) -> None:
-    expected = r"no model folder for --method inpaint: pass --model DIR or set paths\.model"
+    expected = r"no model folder: pass --model DIR or set paths\.model or model\.path in the config"
     with pytest.raises(ConfigError, match=expected):
-        resolve_model_folder(None, load_config(None, []), None, purpose="for --method inpaint")
+        resolve_model_folder(None, load_config(None, []), None)
     gone = tmp_path / "gone"
     with pytest.raises(ConfigError, match=r"paths.model = .*gone.*no such file or folder; pass --model"):
         resolve_model_folder(None, load_config(None, [f"paths.model={gone}"]), None)
+
+
+def test_refine_and_synthesize_never_fall_back_to_the_base_model(tmp_path: Path) -> None:
+    base, tuned = tmp_path / "sd", tmp_path / "fgbg"
+    base.mkdir()
+    tuned.mkdir()
+    fine_tuned_only = ("model.path",)
+    with pytest.raises(ConfigError, match=r"no model folder for --method inpaint: pass --model DIR or set model\.path"):
+        resolve_model_folder(None, load_config(None, [f"paths.model={base}"]), None, purpose="for --method inpaint",
+                             keys=fine_tuned_only)
+    both = load_config(None, [f"paths.model={base}", f"model.path={tuned}"])
+    assert resolve_model_folder(None, both, None, keys=fine_tuned_only) == tuned

@@ -207,8 +207,10 @@ def test_mask_evaluation_pools_per_split_beside_the_all_background_prediction(tm
     pd.DataFrame([
         {"sample_id": "x", "concept": "disc", "mask_path": "gt/x.png", "split": "test"},
         {"sample_id": "y", "concept": "disc", "mask_path": "gt/y.png", "split": "validate"},
+        {"sample_id": "z", "concept": "disc", "mask_path": "", "split": "test"},  # no ground truth: skipped
     ]).to_csv(tmp_path / "idx" / "samples.csv", index=False)
-    pd.DataFrame([{"sample_id": n, "mask_path": f"{n}.png"} for n in ("x", "y")]).to_csv(
+    _png(tmp_path / "p" / "z.png", pred_x)
+    pd.DataFrame([{"sample_id": n, "mask_path": f"{n}.png"} for n in ("x", "y", "z")]).to_csv(
         tmp_path / "p" / "masks.csv", index=False)
 
     result = evaluate_masks(tmp_path / "p" / "masks.csv", tmp_path / "idx" / "samples.csv", tmp_path / "ev", FAST,
@@ -230,6 +232,8 @@ def test_mask_evaluation_pools_per_split_beside_the_all_background_prediction(tm
     assert result.per_sample.set_index("sample_id").loc["y", "all_background__enclosing_box_iou"] == 0.0
     report = (tmp_path / "ev" / "report.md").read_text()
     assert "all-background prediction" in report and "split validate" in report
+    skipped = pd.read_csv(tmp_path / "ev" / "skipped.csv")
+    assert len(skipped) == 1 and "no ground truth for sample 'z'" in skipped["reason"][0]
 
 
 def test_segment_evaluate_is_the_same_scoring_as_evaluate_masks(tmp_path):
@@ -271,3 +275,18 @@ def test_overlay_image_is_found_under_the_root_and_resized_to_the_map(tmp_path):
     assert shown[:, :20].max() < 0.5 and shown[:, 28:].min() > 0.5  # never flipped left-right
     (tmp_path / "bad.png").write_bytes(b"not an image")
     assert load_display_image(tmp_path / "bad.png", SHAPE) is None  # the overlay then shows the map alone
+
+
+def test_mask_evaluation_says_when_every_mask_lies_outside_the_splits(tmp_path):
+    from cxr_fgbg.errors import InputDataError
+
+    mask = np.zeros((6, 6), bool)
+    mask[1:3, 1:3] = True
+    _png(tmp_path / "gt" / "a.png", mask)
+    _png(tmp_path / "p" / "a.png", mask)
+    pd.DataFrame([{"sample_id": "a", "mask_path": "gt/a.png", "split": "train"}]).to_csv(
+        tmp_path / "truth.csv", index=False)
+    pd.DataFrame([{"sample_id": "a", "mask_path": "a.png"}]).to_csv(tmp_path / "p" / "masks.csv", index=False)
+    with pytest.raises(InputDataError, match=r"1 mask\(s\) lie outside evaluate.eval_splits \['test'\], 0 skipped"):
+        evaluate_masks(tmp_path / "p", tmp_path / "truth.csv", tmp_path / "ev",
+                       FAST.model_copy(update={"eval_splits": ["test"]}), progress=False)

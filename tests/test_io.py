@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,3 +125,21 @@ def test_skipped_log_forgets_items_done_later(tmp_path):
     resumed.forget(sample_id="s1")
     resumed.forget(sample_id="unknown")
     assert [row["sample_id"] for row in resumed] == ["s2"]
+    with pytest.raises(ValueError, match="at least one"):
+        resumed.forget()
+
+
+def test_recorded_image_root_reads_every_index_kind(tmp_path):
+    from cxr_fgbg.errors import InputDataError
+    from cxr_fgbg.io import recorded_image_root
+
+    assert recorded_image_root(tmp_path) is None  # no index.json
+    for key in ("mimic_root", "root", "image_root"):
+        (tmp_path / "index.json").write_text(json.dumps({key: "/data/x", "dataset": "cub"}))
+        assert recorded_image_root(tmp_path) == Path("/data/x")
+    (tmp_path / "index.json").write_text(json.dumps({"dataset": "cub"}))
+    assert recorded_image_root(tmp_path) is None
+    (tmp_path / "index.json").write_text("{not json")
+    assert recorded_image_root(tmp_path) is None
+    with pytest.raises(InputDataError, match=r"index\.json: not valid JSON"):
+        recorded_image_root(tmp_path, strict=True)

@@ -10,7 +10,14 @@ import sys
 from cxr_fgbg.logging_setup import configure_logging
 
 
+def _restore_library_verbosity(monkeypatch) -> None:
+    """configure_logging(0) sets these; monkeypatch puts them back as they were after the test."""
+    for variable in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+        monkeypatch.delenv(variable, raising=False)
+
+
 def test_log_lines_follow_the_current_stderr_after_the_old_one_is_closed(monkeypatch) -> None:
+    _restore_library_verbosity(monkeypatch)
     first = io.StringIO()
     monkeypatch.setattr(sys, "stderr", first)
     configure_logging(0)
@@ -24,7 +31,8 @@ def test_log_lines_follow_the_current_stderr_after_the_old_one_is_closed(monkeyp
     assert "WARNING" in second.getvalue() and "cxr_fgbg.test: second line" in second.getvalue()
 
 
-def test_verbosity_levels() -> None:
+def test_verbosity_levels(monkeypatch) -> None:
+    _restore_library_verbosity(monkeypatch)
     configure_logging(0)
     assert logging.getLogger("cxr_fgbg").level == logging.INFO and logging.getLogger().level == logging.WARNING
     configure_logging(2)

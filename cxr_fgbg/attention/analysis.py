@@ -91,6 +91,9 @@ def load_samples(
         samples.append(AnalysisSample(row["sample_id"], row["category_name"], job.prompt, job.tokens,
                                       job.weights, pixels, geometry, _boxes(row)))
     skipped.write()
+    if not samples:
+        where = f" of split(s) {', '.join(splits)}" if splits else ""
+        raise InputDataError(f"{index_dir}: no usable sample{where} to analyse (see {skipped.path})")
     return samples
 
 

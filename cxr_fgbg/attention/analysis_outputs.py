@@ -24,8 +24,8 @@ def save_analysis(out: str | os.PathLike[str], name: str, table: Any, summary: A
     write_csv_atomic(folder / f"{name}.csv", table)
     write_csv_atomic(folder / f"{name}_summary.csv", summary)
     fig, ax = plt.subplots(figsize=(7, 4))
+    ax.set_ylabel("pixel AUROC")  # before `plot`, which may label the axis itself
     plot(ax)
-    ax.set_ylabel("pixel AUROC")
     fig.tight_layout()
     png = folder / f"{name}.png"
     with atomic_path(png, suffix=".png") as tmp:

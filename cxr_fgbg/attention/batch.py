@@ -24,7 +24,14 @@ from cxr_fgbg.attention.localizer import Localizer, token_weights
 from cxr_fgbg.attention.tokens import find_word_spans
 from cxr_fgbg.attention.vocabulary import build_vocabulary, words_for
 from cxr_fgbg.errors import InputDataError
-from cxr_fgbg.io import SkippedLog, atomic_path, save_npz_atomic, write_csv_atomic, write_json_atomic
+from cxr_fgbg.io import (
+    SkippedLog,
+    atomic_path,
+    recorded_image_root,
+    save_npz_atomic,
+    write_csv_atomic,
+    write_json_atomic,
+)
 from cxr_fgbg.masks.gmm import binarize_gmm
 from cxr_fgbg.seeding import derive_seed
 
@@ -66,14 +73,7 @@ def read_index(index_dir: str | os.PathLike[str], prompt_source: str = "phrase")
     sample's prompt ("a photo of a bird") the conditioning text.
     """
     folder = Path(index_dir)
-    meta = folder / "index.json"
-    root = folder
-    if meta.is_file():
-        try:
-            recorded = json.loads(meta.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputDataError(f"{meta}: not valid JSON ({exc})") from exc
-        root = Path(recorded.get("mimic_root") or recorded.get("root") or folder)
+    root = recorded_image_root(folder, strict=True) or folder
     if not (folder / "ms_cxr.csv").is_file() and (folder / "samples.csv").is_file():
         return _natural_rows(folder / "samples.csv", prompt_source), root
     return _ms_cxr_rows(folder, prompt_source), root
@@ -159,6 +159,7 @@ def localize_index(
     pending: list[_Job] = []
     for position, row in enumerate(rows):
         sid = row["sample_id"]
+        skipped.forget(sample_id=sid)  # an earlier run's reason is replaced by this run's outcome
         npz = out / "maps" / f"{sid}.npz"
         if npz.is_file():
             try:
@@ -166,7 +167,6 @@ def localize_index(
                     prompt = str(data["prompt"])
                 records[sid] = _record(row, prompt)
                 summary.kept += 1
-                skipped.forget(sample_id=sid)
                 continue
             except (OSError, KeyError, ValueError):
                 log.warning("%s: unreadable, recomputing", npz)
@@ -180,7 +180,6 @@ def localize_index(
             _write_sample(localizer, job, result, out, root, summary)
             records[job.row["sample_id"]] = _record(job.row, job.prompt)
             summary.computed += 1
-            skipped.forget(sample_id=job.row["sample_id"])
         bar.update(len(pending[start:start + group]))
         _write_table(out, rows, records)
     bar.close()

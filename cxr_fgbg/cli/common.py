@@ -33,19 +33,27 @@ def load_cli_config(config: Path | None, overrides: list[str] | None) -> Pipelin
     return loaded
 
 
-def resolve_model_folder(model: Path | None, cfg: PipelineConfig, config: Path | None, purpose: str = "") -> Path:
-    """--model when given, else paths.model, else model.path: one rule for every command that loads a model.
+def resolve_model_folder(
+    model: Path | None, cfg: PipelineConfig, config: Path | None, purpose: str = "",
+    keys: tuple[str, ...] = ("model", "model.path"),
+) -> Path:
+    """--model when given, else the first of `keys` that the config sets: one rule for the stage commands.
 
-    A folder from the config must exist; the error names the key, the config file and the flag. (A --model
-    folder is checked by the model loader, which names the missing component.)
+    `model` is paths.model (the folder to fine-tune or localise with), `model.path` the model section's folder.
+    Commands that need a fine-tuned model (refine, synthesize) pass `keys=("model.path",)`: paths.model names
+    the base model in the shipped configs, and inpainting with it would quietly give wrong masks. A folder from
+    the config must exist; the error names the key, the config file and the flag. (A --model folder is checked
+    by the model loader, which names the missing component.)
     """
     from cxr_fgbg.errors import ConfigError
     from cxr_fgbg.paths_settings import require_paths
 
     if model is not None:
         return model
-    key = "model" if cfg.paths.model is not None else "model.path" if cfg.model.path is not None else None
+    values = {"model": cfg.paths.model, "model.path": cfg.model.path}
+    key = next((k for k in keys if values[k] is not None), None)
     if key is None:
         needed = f" {purpose}" if purpose else ""
-        raise ConfigError(f"no model folder{needed}: pass --model DIR or set paths.model (or model.path) in the config")
+        named = " or ".join("paths.model" if k == "model" else k for k in keys)
+        raise ConfigError(f"no model folder{needed}: pass --model DIR or set {named} in the config")
     return Path(require_paths(cfg, key, source=config, flags={key: "--model"})[key])

@@ -37,8 +37,8 @@ def register(app: typer.Typer) -> None:
             file_okay=False,
         ),
         masks: Path | None = typer.Option(
-            None, "--masks", help="Folder with masks.csv and mask PNGs (e.g. from `cxr-fgbg refine`).",
-            file_okay=False,
+            None, "--masks", help="masks.csv, or its folder, of the masks to score (e.g. from `cxr-fgbg refine` or "
+            "`cxr-fgbg segment predict`).",
         ),
         ground_truth: Path | None = typer.Option(
             None, "--ground-truth",

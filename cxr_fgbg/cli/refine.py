@@ -15,7 +15,7 @@ def refine(
     model: Path | None = typer.Option(
         None, "--model", "-m",
         help="Diffusers folder of the model fine-tuned for foreground/background generation "
-        "(default: paths.model, else model.path in the config). Not needed for --method crop or pre.",
+        "(default: model.path in the config). Not needed for --method crop or pre.",
     ),
     method: str | None = typer.Option(
         None, "--method",
@@ -43,7 +43,7 @@ def refine(
     if settings.method == "inpaint":
         from cxr_fgbg.masks.inpaint import load_pipeline
 
-        path = resolve_model_folder(model, cfg, config, purpose="for --method inpaint")
+        path = resolve_model_folder(model, cfg, config, purpose="for --method inpaint", keys=("model.path",))
         pipe = load_pipeline(str(path), settings.device)
     out.mkdir(parents=True, exist_ok=True)
     cfg.masks.refine = settings

@@ -15,7 +15,7 @@ def synthesize(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     model: Path | None = typer.Option(
-        None, "--model", "-m", help="Diffusers folder (default: paths.model, else model.path in the config)."
+        None, "--model", "-m", help="Diffusers folder of the fine-tuned model (default: model.path in the config)."
     ),
     background_prompt: str | None = typer.Option(
         None, "--background-prompt", help="y_b (default: masks.refine.background_prompt of the config)."
@@ -38,7 +38,7 @@ def synthesize(
     from cxr_fgbg.masks.inpaint import load_pipeline
 
     cfg = load_cli_config(config, overrides)
-    path = resolve_model_folder(model, cfg, config)
+    path = resolve_model_folder(model, cfg, config, keys=("model.path",))
     y_b = background_prompt or cfg.masks.refine.background_prompt
     pipe = load_pipeline(str(path), cfg.masks.refine.device)
     out.mkdir(parents=True, exist_ok=True)

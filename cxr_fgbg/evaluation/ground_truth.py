@@ -136,6 +136,8 @@ class GroundTruth:
                     if row.get(wk) and row.get(hk):
                         size = (float(row[wk]), float(row[hk]))
                         break
+            if mask_path is None and boxes is None:
+                continue  # no ground truth in this row: its predictions are skipped as "no ground truth"
             entry = _Entry(
                 str(row.get("category_name") or row.get("concept") or "all"), str(row.get("split", "")),
                 mask_path, boxes, size,
@@ -173,8 +175,9 @@ class GroundTruth:
                     f"{entry.mask_path}: ground truth is {truth.shape}, the prediction {tuple(shape)}"
                 )
             return truth
-        assert entry.boxes is not None
         boxes = entry.boxes
+        if boxes is None:  # _index never registers such an entry; a hand-made one gets a clear error
+            raise InputDataError("the ground truth has neither a mask nor boxes")
         if entry.size is not None and entry.size != (shape[1], shape[0]):
             boxes = scale_boxes(boxes, entry.size, (shape[1], shape[0]))
         return boxes_to_mask(boxes, shape)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
+
+from cxr_fgbg.io import recorded_image_root
 
 __all__ = ["image_root_from_index", "load_display_image", "resolve_path"]
 
@@ -27,18 +28,8 @@ def resolve_path(value: str, *bases: Path | None) -> Path | None:
 
 
 def image_root_from_index(index_dir: Path) -> Path | None:
-    """The folder that an index's `image_path` values are relative to (index.json: mimic_root or root)."""
-    meta = index_dir / "index.json"
-    if not meta.is_file():
-        return index_dir
-    try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return index_dir
-    for key in ("mimic_root", "root", "image_root"):
-        if data.get(key):
-            return Path(data[key])
-    return index_dir
+    """The folder that an index's `image_path` values are relative to (its index.json's root, else the folder)."""
+    return recorded_image_root(index_dir) or index_dir
 
 
 def load_display_image(path: Path, shape: tuple[int, int]) -> np.ndarray | None:

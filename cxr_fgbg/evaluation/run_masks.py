@@ -67,18 +67,24 @@ def evaluate_masks(
     frame = read_table(table, MASK_COLUMNS)
     truth = GroundTruth(Path(ground_truth), index_dir, truth_root)
     skipped = SkippedLog(out_dir / "skipped.csv", resume=False)
-    records = []
+    records, other_splits = [], 0
     for row in tqdm(frame.to_dict("records"), desc="evaluate masks", unit="mask", disable=not progress):
         try:
             record = _score_row(row, table.parent, truth, settings)
         except InputDataError as exc:
             skipped.add(row["mask_path"], str(exc))
             continue
-        if record is not None:
+        if record is None:
+            other_splits += 1
+        else:
             records.append(record)
     if not records:
         skipped.write()
-        raise InputDataError(f"{table}: no mask could be evaluated; see {skipped.path}")
+        outside = (f"{other_splits} mask(s) lie outside evaluate.eval_splits {settings.eval_splits}, "
+                   if other_splits else "")
+        raise InputDataError(
+            f"{table}: no mask could be evaluated; {outside}{len(skipped)} skipped (see {skipped.path})"
+        )
     per_sample = pd.DataFrame.from_records(records)
     summary = _summary(per_sample, settings, seed)
     summary.update({

@@ -13,7 +13,6 @@ skipped.csv); it resumes by keeping masks already written.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from cxr_fgbg.errors import InputDataError
-from cxr_fgbg.io import SkippedLog, read_table
+from cxr_fgbg.io import SkippedLog, read_table, recorded_image_root
 from cxr_fgbg.masks.gmm import GmmMask, binarize_gmm
 from cxr_fgbg.masks.morphology import close_and_fill
 from cxr_fgbg.masks.settings import RefineSettings
@@ -174,14 +173,9 @@ def resolve_table_path(value: str, table: Path, roots: Iterable[str | os.PathLik
         return path
     candidates = [table.parent / path]
     candidates += [Path(root) / path for root in roots if root]
-    index = table.parent / "index.json"
-    if index.is_file():
-        try:
-            meta = json.loads(index.read_text(encoding="utf-8"))
-        except ValueError:
-            meta = {}
-        candidates += [Path(meta[key]) / path for key in ("root", "image_root", "mimic_root")
-                       if isinstance(meta.get(key), str)]
+    recorded = recorded_image_root(table.parent)
+    if recorded is not None:
+        candidates.append(recorded / path)
     for candidate in candidates:
         if candidate.exists():
             return candidate.resolve()
@@ -354,7 +348,6 @@ def run_refine(
             _write_original(p, result.mask)
             written += 1
             done_rows.append(p["record"])
-            skipped.forget(sample_id=p["row"]["sample_id"])
 
     def _write_original(p: dict[str, Any], model_mask: np.ndarray) -> None:
         record: HeatmapRecord = p["heat"]
@@ -365,6 +358,7 @@ def run_refine(
     rows = frame.to_dict("records")
     for row in tqdm(rows, desc=f"masks ({kind})", disable=not show_progress):
         sample_id = row["sample_id"]
+        skipped.forget(sample_id=sample_id)  # an earlier run's reason is replaced by this run's outcome
         if not _safe_id(sample_id):
             skipped.add(row.get("npz_path", ""), f"sample_id {sample_id!r} cannot be a file name")
             continue
@@ -373,7 +367,6 @@ def run_refine(
         if (out / record["mask_path"]).is_file():
             kept += 1
             done_rows.append(record)
-            skipped.forget(sample_id=sample_id)
             continue
         try:
             npz_path = resolve_table_path(row["npz_path"], table)
@@ -388,7 +381,6 @@ def run_refine(
                 write_mask_png(out / record["mask_path"], heat.mask_pre)
                 written += 1
                 done_rows.append(record)
-                skipped.forget(sample_id=sample_id)
                 continue
             geometry = heat.geometry
             if settings.image_size is not None and tuple(geometry.model_hw) != (settings.image_size,) * 2:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cxr_fgbg.errors import InputDataError
+from cxr_fgbg.io import recorded_image_root
 
 __all__ = ["concept_dataset", "impression_dataset", "latent_grid"]
 
@@ -57,15 +58,11 @@ def concept_dataset(
     """A concept CSV for the fg/bg objective; image paths relative to `image_root` (default: the
     `root`/`mimic_root` of an index.json beside the CSV, else the CSV's folder), masks to `mask_root`
     (default: the CSV's folder)."""
-    import json
-
     from cxr_fgbg.training.fgbg import ConceptMaskDataset, load_concept_rows
 
     csv_path = Path(csv_path)
     if image_root is None:
-        info_file = csv_path.parent / "index.json"
-        info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
-        image_root = info.get("root") or info.get("mimic_root") or str(csv_path.parent)
+        image_root = recorded_image_root(csv_path.parent, strict=True) or csv_path.parent
     mask_root = mask_root or str(csv_path.parent)
     rows = load_concept_rows(csv_path, Path(image_root), Path(mask_root), skipped)
     dataset = ConceptMaskDataset(
