@@ -205,21 +205,20 @@ def conditioning_vs_attention(localizer: Localizer, samples: Sequence[AnalysisSa
     import pandas as pd
 
     from cxr_fgbg.attention.conditioning import conditioning_maps
-    from cxr_fgbg.attention.heatmap import encode_latents, encode_prompts
+    from cxr_fgbg.attention.heatmap import attention_token_maps, encode_latents, encode_prompts
     from cxr_fgbg.evaluation.metrics import side_accuracy
 
     pipe, settings = localizer.pipe, localizer.settings
     empty = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""])
     rows = []
     for batch in _batches(samples, settings.batch_size):
-        attention = _maps(localizer, batch)
-        pixels = torch.stack([s.pixels for s in batch])
-        conditioning = conditioning_maps(
-            pipe.unet, pipe.scheduler, encode_latents(pipe.vae, pixels),
-            encode_prompts(pipe.tokenizer, pipe.text_encoder, [s.prompt for s in batch]), empty,
-            localizer.timesteps, [s.sample_id for s in batch], localizer.seed, settings.noise_draws,
-            settings.batch_size,
-        )
+        latents = encode_latents(pipe.vae, torch.stack([s.pixels for s in batch]))
+        embeddings = encode_prompts(pipe.tokenizer, pipe.text_encoder, [s.prompt for s in batch])
+        keys = [s.sample_id for s in batch]
+        attention = attention_token_maps(pipe.unet, pipe.scheduler, latents, embeddings, localizer.timesteps, keys,
+                                         localizer.seed, settings)
+        conditioning = conditioning_maps(pipe.unet, pipe.scheduler, latents, embeddings, empty, localizer.timesteps,
+                                         keys, localizer.seed, settings.noise_draws, settings.batch_size)
         for sample, latent, cond in zip(batch, attention, conditioning, strict=True):
             word = _word(localizer, sample, latent)
             text = localizer.to_image(cond, sample.geometry)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from cxr_fgbg.seeding import torch_generator
+from cxr_fgbg.attention.heatmap import noisy_latent
 
 __all__ = ["conditioning_maps"]
 
@@ -45,10 +45,7 @@ def conditioning_maps(
     half = max(1, batch_size // 2)  # each job is two rows: with and without the prompt
     for start in range(0, len(jobs), half):
         chunk = jobs[start:start + half]
-        noisy = []
-        for i, t, n in chunk:
-            noise = torch.randn(latents.shape[1:], generator=torch_generator(seed, keys[i], t, n), dtype=torch.float32)
-            noisy.append(alphas[t].sqrt() * latents[i].float().cpu() + (1 - alphas[t]).sqrt() * noise)
+        noisy = [noisy_latent(latents[i], alphas, t, seed, keys[i], n) for i, t, n in chunk]
         sample = torch.stack(noisy + noisy).to(device=param.device, dtype=param.dtype)
         steps = torch.tensor([t for _, t, _ in chunk] * 2, device=param.device)
         context = torch.cat([embeddings[[i for i, _, _ in chunk]],

@@ -21,7 +21,7 @@ from cxr_fgbg.attention.settings import LocalizeSettings
 from cxr_fgbg.errors import ConfigError
 from cxr_fgbg.seeding import torch_generator
 
-__all__ = ["attention_token_maps", "encode_latents", "encode_prompts", "select_timesteps"]
+__all__ = ["attention_token_maps", "encode_latents", "encode_prompts", "noisy_latent", "select_timesteps"]
 
 
 def select_timesteps(settings: LocalizeSettings, scheduler_config: Any | None = None) -> list[int]:
@@ -68,6 +68,15 @@ def encode_prompts(tokenizer: Any, text_encoder: Any, prompts: Sequence[str]) ->
     return text_encoder(ids.to(param.device))[0]
 
 
+def noisy_latent(latent: torch.Tensor, alphas_cumprod: torch.Tensor, t: int, seed: int, key: object,
+                 draw: int) -> torch.Tensor:
+    """z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps on the CPU, eps seeded by (seed, sample key, t, draw): a
+    sample's noise never depends on its batch, and every read-out of the same key sees the same noise."""
+    noise = torch.randn(latent.shape, generator=torch_generator(seed, key, t, draw), dtype=torch.float32)
+    abar = alphas_cumprod[t]
+    return abar.sqrt() * latent.float().cpu() + (1 - abar).sqrt() * noise
+
+
 @torch.no_grad()
 def attention_token_maps(
     unet: Any,
@@ -106,11 +115,7 @@ def attention_token_maps(
             noisy, steps = [], []
             for _, i, j, n in chunk:
                 t = int(timesteps[j])
-                noise = torch.randn(
-                    latents.shape[1:], generator=torch_generator(seed, keys[i], t, n), dtype=torch.float32
-                )
-                abar = alphas[t]
-                noisy.append(abar.sqrt() * latents[i].float().cpu() + (1 - abar).sqrt() * noise)
+                noisy.append(noisy_latent(latents[i], alphas, t, seed, keys[i], n))
                 steps.append(t)
             store.slots = torch.tensor([slot for slot, *_ in chunk])
             sample = torch.stack(noisy).to(device=param.device, dtype=param.dtype)
