@@ -66,3 +66,11 @@ def test_analyze_conditioning_table(tiny_model_dir, tmp_path):
     nothing = CliRunner().invoke(app, ["analyze", "conditioning", "--model", str(tiny_model_dir), "--index",
                                        str(index), "--out", str(tmp_path / "none"), "--split", "tset"])
     assert "no usable sample of split(s) tset" in str(nothing.exception)
+
+
+def test_analyze_takes_the_model_from_the_config(tiny_model_dir, tmp_path):
+    result = CliRunner().invoke(app, ["analyze", "tokens", "--index", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert "no model folder: pass --model DIR or set paths.model or model.path" in str(result.exception)
+    result = CliRunner().invoke(app, ["analyze", "tokens", "--index", str(tmp_path), "--out", str(tmp_path / "o"),
+                                      "--set", f"paths.model={tiny_model_dir}"])
+    assert "ms_cxr.csv: not found" in str(result.exception)  # got past the model, on to the (empty) index

@@ -6,30 +6,33 @@ from pathlib import Path
 
 import typer
 
-from cxr_fgbg.cli.common import config_option, load_cli_config, set_option
+from cxr_fgbg.cli.common import config_option, load_cli_config, resolve_model_folder, set_option
 
 analyze_app = typer.Typer(
     help=(
-        "Analyses of the attention heat maps on MS-CXR samples (supplement of the paper): which tokens "
-        "point at the finding, how many noise draws and noise levels are needed, how much the map depends "
+        "Analyses of the attention heat maps on MS-CXR (or natural-image) samples (supplement of the paper): "
+        "which tokens point at the finding, how many noise draws and noise levels are needed, how much the map depends "
         "on the wording of the prompt. Each writes OUT/NAME.csv (one row per sample), "
         "OUT/NAME_summary.csv and OUT/NAME.png."
     ),
     no_args_is_help=True,
 )
 
-MODEL = typer.Option(..., "--model", "-m", help="The diffusion model: a diffusers folder.", file_okay=False)
-INDEX = typer.Option(..., "--index", "-i", help="Folder written by `cxr-fgbg index` (ms_cxr.csv).", file_okay=False)
+MODEL = typer.Option(None, "--model", "-m", file_okay=False, help="The diffusion model: a diffusers folder "
+                     "(default: paths.model, else model.path in the config).")
+INDEX = typer.Option(..., "--index", "-i", file_okay=False, help="Folder written by `cxr-fgbg index` (ms_cxr.csv) or "
+                     "`cxr-fgbg index-natural` (samples.csv).")
 OUT = typer.Option(..., "--out", "-o", help="Output folder for the table and the plot.")
-LIMIT = typer.Option(20, "--limit", min=1, help="Number of MS-CXR samples analysed (the first usable ones).")
+LIMIT = typer.Option(20, "--limit", min=1, help="Number of samples analysed (the first usable ones).")
 
 
-def _setup(model: Path, config: Path | None, overrides: list[str], out: Path):
+def _setup(model: Path | None, config: Path | None, overrides: list[str], out: Path):
     from cxr_fgbg.attention.localizer import Localizer
     from cxr_fgbg.config import dump_config
     from cxr_fgbg.io import write_text_atomic
 
     full = load_cli_config(config, overrides)
+    model = resolve_model_folder(model, full, config)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", dump_config(full))
     return Localizer(model, full), full
@@ -53,7 +56,7 @@ def _ints(text: str, option: str) -> list[int]:
 
 
 @analyze_app.command("tokens")
-def tokens(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
+def tokens(model: Path | None = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
            config: Path | None = config_option(), overrides: list[str] = set_option()) -> None:
     """Pixel AUROC of every token of the prompt (Fig. 3): do the finding's words point at the box?"""
     from cxr_fgbg.attention.analysis_outputs import run_token_analysis
@@ -65,7 +68,7 @@ def tokens(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: int
 
 
 @analyze_app.command("draws")
-def draws(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
+def draws(model: Path | None = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
           n_draws: str = typer.Option("1,2,4,8", "--draws", help="Noise draws N per timestep to compare."),
           seeds: str = typer.Option("0,1,2", "--seeds", help="Seeds for the spread."),
           config: Path | None = config_option(), overrides: list[str] = set_option()) -> None:
@@ -86,7 +89,7 @@ def draws(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: int 
 
 
 @analyze_app.command("t0")
-def t0(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
+def t0(model: Path | None = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
        t0s: str = typer.Option("1,5,10,20,30,40,50", "--t0", help="Numbers of lowest grid timesteps summed."),
        config: Path | None = config_option(), overrides: list[str] = set_option()) -> None:
     """AUROC versus T0, the number of (lowest) timesteps of the DDIM grid that are summed."""
@@ -104,7 +107,7 @@ def t0(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = L
 
 
 @analyze_app.command("prompts")
-def prompts(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
+def prompts(model: Path | None = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
             config: Path | None = config_option(), overrides: list[str] = set_option()) -> None:
     """Prompt sensitivity (Fig. 5): the MS-CXR phrase versus the report impression for the same image."""
     from cxr_fgbg.attention.analysis import load_samples, prompt_sensitivity
@@ -125,7 +128,7 @@ def prompts(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: in
 
 
 @analyze_app.command("conditioning")
-def conditioning(model: Path = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
+def conditioning(model: Path | None = MODEL, index: Path = INDEX, out: Path = OUT, limit: int = LIMIT,
                  split: list[str] = typer.Option([], "--split", help="Only samples of this split (repeatable), "
                                                  "e.g. --split val: analyse where you may tune."),
                  config: Path | None = config_option(), overrides: list[str] = set_option()) -> None:
