@@ -40,7 +40,7 @@ def test_inspect_reports_the_sizes(tiny_model_dir, tiny_tokenizer):
     info = inspect_model_folder(tiny_model_dir)
     assert (info.image_channels, info.latent_channels, info.vae_scale_factor) == (1, 4, 4)
     assert (info.latent_size, info.image_size) == (16, 64)
-    assert info.cross_attention_dim == info.text_hidden_size == 64
+    assert info.cross_attention_dim == info.text_hidden_size == 128
     assert info.tokenizer_size == len(tiny_tokenizer)
     assert info.tokenizer_max_length == 32
     assert not info.inpainting
@@ -105,7 +105,7 @@ def test_missing_tokenizer_files(model_copy):
 
 def test_cross_attention_dim_mismatch(model_copy):
     _edit_config(model_copy / "unet" / "config.json", cross_attention_dim=32)
-    expected = "unet cross_attention_dim 32 does not match the text_encoder hidden_size 64"
+    expected = "unet cross_attention_dim 32 does not match the text_encoder hidden_size 128"
     with pytest.raises(InputDataError, match=expected):
         load_pipeline(model_copy)
 
